@@ -1,0 +1,1 @@
+//! kubeftp-server: see README.md
