@@ -1,1 +1,30 @@
-//! kubeftp-server: see README.md
+//! kubeftp-server: an FTP server built for NAT and Kubernetes.
+//!
+//! Layout, from the outside in:
+//! - [`server`]: listening, session limits, shared state;
+//! - [`session`]: one control connection, command by command;
+//! - [`control`] / [`command`] / [`reply`]: framing, parsing, replies;
+//! - [`passive`] / [`address`]: the passive-port pool and the advertised
+//!   address (live from a watched file);
+//! - [`storage`] / [`vpath`] / [`listing`] / [`transfer`]: files, confined
+//!   to each user's home, and what moves over data connections;
+//! - [`users`] / [`config`] / [`filewatch`] / [`cli`]: settings and accounts.
+
+pub mod address;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod control;
+pub mod filewatch;
+pub mod listing;
+pub mod passive;
+pub mod reply;
+pub mod server;
+pub mod session;
+pub mod storage;
+pub mod transfer;
+pub mod users;
+pub mod vpath;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,1 +1,5 @@
-fn main() {}
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    kubeftp_server::cli::run(kubeftp_server::cli::Cli::parse())
+}

@@ -1,0 +1,175 @@
+//! The command line: flags for the common settings on top of an optional
+//! config file, and the `hash-password` helper.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::address::Advertised;
+use crate::config::{Config, PortRange};
+use crate::server::Server;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubeftp-server",
+    version,
+    about = "An FTP server built for NAT and Kubernetes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Subcommands>,
+    /// TOML config file; flags override its settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory to serve (created if missing) [default: ./ftp-root].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Control connection address [default: 127.0.0.1:2121].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Passive data ports, MIN-MAX [default: 30000-30009].
+    #[arg(long, value_name = "MIN-MAX")]
+    pub passive_ports: Option<PortRange>,
+    /// IPv4 address or DNS name to advertise in PASV replies.
+    #[arg(long, value_name = "ADDR")]
+    pub advertised_address: Option<Advertised>,
+    /// File holding the advertised address, watched for changes.
+    #[arg(long, value_name = "FILE")]
+    pub advertised_address_file: Option<PathBuf>,
+    /// TOML users file with argon2/bcrypt hashes, re-read on change.
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
+    /// Allow read-only anonymous logins.
+    #[arg(long)]
+    pub anonymous: bool,
+    /// Allow active mode (PORT/EPRT) back to the client's own address.
+    #[arg(long)]
+    pub active_mode: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Subcommands {
+    /// Read a password on stdin and print an argon2id hash for the users file.
+    HashPassword,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// The config file (if any) with the flags applied on top.
+    pub fn to_config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(root) = &self.root {
+            config.root = root.clone();
+        }
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(ports) = self.passive_ports {
+            config.passive.ports = ports;
+        }
+        if let Some(addr) = &self.advertised_address {
+            config.passive.advertised_address = Some(addr.clone());
+        }
+        if let Some(file) = &self.advertised_address_file {
+            config.passive.advertised_address_file = Some(file.clone());
+        }
+        if let Some(file) = &self.users_file {
+            config.users_file = Some(file.clone());
+        }
+        config.anonymous.enabled |= self.anonymous;
+        config.active.enabled |= self.active_mode;
+        Ok(config)
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Subcommands::HashPassword) = cli.command {
+        return hash_password();
+    }
+    init_logging(cli.log_format);
+    let mut config = cli.to_config()?;
+    let no_accounts = config.users_file.is_none() && !config.anonymous.enabled;
+    if no_accounts && config.listen.ip().is_loopback() {
+        // A first run on a laptop: let the person look around.
+        config.anonymous.enabled = true;
+        println!("No users file given: anonymous read-only access is on (loopback only).");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        print_banner(&server);
+        server.run(shutdown_signal()).await
+    })
+}
+
+fn print_banner(server: &Server) {
+    let config = server.config();
+    let addr = server.local_addr();
+    println!(
+        "kubeftp-server listening on ftp://{addr} (passive ports {})",
+        config.passive.ports
+    );
+    println!("serving {}", config.root.display());
+    if config.anonymous.enabled {
+        println!("try: curl ftp://{addr}/");
+    }
+    if config.users_file.is_none() {
+        println!("to add users: kubeftp-server hash-password, then --users-file (see README)");
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `kubeftp-server hash-password`: a prompt without echo on a terminal,
+/// otherwise the first line of stdin.
+fn hash_password() -> anyhow::Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    println!("{}", crate::users::hash_password(&password));
+    Ok(())
+}

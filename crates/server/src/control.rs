@@ -1,0 +1,169 @@
+//! Framing of the control connection: CRLF-terminated command lines in,
+//! replies out. Reading is bounded and cancel-safe: all partial state lives in
+//! `ControlReader`, so a `select!` may drop `next_line` at any await point.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::reply::Reply;
+
+/// Longest command line accepted, terminator included. Paths are the longest
+/// arguments; 4 KiB covers PATH_MAX.
+pub const MAX_LINE: usize = 4096;
+
+/// What the reader produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete command line without its terminator or Telnet sequences.
+    Command(String),
+    /// A line longer than [`MAX_LINE`]; its bytes were discarded.
+    TooLong,
+    /// A line that is not valid UTF-8.
+    NotUtf8,
+    /// The client closed the connection.
+    Closed,
+}
+
+pub struct ControlReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Set while discarding the rest of an over-long line.
+    discarding: bool,
+}
+
+impl<R: AsyncRead + Unpin> ControlReader<R> {
+    pub fn new(inner: R) -> Self {
+        ControlReader {
+            inner,
+            buf: Vec::with_capacity(256),
+            discarding: false,
+        }
+    }
+
+    /// True when a complete line is already buffered (a client pipelining
+    /// commands).
+    pub fn has_buffered_line(&self) -> bool {
+        self.buf.contains(&b'\n')
+    }
+
+    /// Reads the next line. Cancel-safe.
+    pub async fn next_line(&mut self) -> std::io::Result<Line> {
+        let mut chunk = [0u8; 1024];
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = self.buf.drain(..=pos).collect();
+                if std::mem::take(&mut self.discarding) {
+                    return Ok(Line::TooLong);
+                }
+                return Ok(decode(&raw));
+            }
+            if self.buf.len() >= MAX_LINE {
+                // Keep memory bounded: drop what we have, remember to drop
+                // the rest of this line too.
+                self.buf.clear();
+                self.discarding = true;
+            }
+            let n = self.inner.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(Line::Closed);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// Strips the terminator and Telnet IAC sequences (clients send ABOR as
+/// `IAC IP IAC DM ABOR`), then checks UTF-8.
+fn decode(raw: &[u8]) -> Line {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter().copied();
+    while let Some(b) = bytes.next() {
+        if b == 0xFF {
+            // IAC IAC is a literal 0xFF; IAC <cmd> is dropped.
+            if bytes.next() == Some(0xFF) {
+                out.push(0xFF);
+            }
+            continue;
+        }
+        out.push(b);
+    }
+    while matches!(out.last(), Some(b'\n' | b'\r')) {
+        out.pop();
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Line::Command(s),
+        Err(_) => Line::NotUtf8,
+    }
+}
+
+/// Writes replies and flushes each one.
+pub struct ControlWriter<W> {
+    inner: W,
+}
+
+impl<W: AsyncWrite + Unpin> ControlWriter<W> {
+    pub fn new(inner: W) -> Self {
+        ControlWriter { inner }
+    }
+
+    pub async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
+        self.inner.write_all(reply.to_string().as_bytes()).await?;
+        self.inner.flush().await
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8]) -> Vec<Line> {
+        let mut r = ControlReader::new(input);
+        let mut out = vec![];
+        loop {
+            let l = r.next_line().await.unwrap();
+            let done = l == Line::Closed;
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn splits_lines_and_strips_telnet() {
+        let got = lines(b"USER a\r\n\xff\xf4\xff\xf2ABOR\r\nNOOP\n").await;
+        assert_eq!(
+            got,
+            vec![
+                Line::Command("USER a".into()),
+                Line::Command("ABOR".into()),
+                Line::Command("NOOP".into()),
+                Line::Closed
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn over_long_line_is_reported_once_and_reading_goes_on() {
+        let mut input = vec![b'A'; MAX_LINE * 3];
+        input.extend_from_slice(b"\r\nNOOP\r\n");
+        let got = lines(&input).await;
+        assert_eq!(
+            got,
+            vec![Line::TooLong, Line::Command("NOOP".into()), Line::Closed]
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_flagged() {
+        let got = lines(b"CWD \xc3\x28\r\n").await;
+        assert_eq!(got, vec![Line::NotUtf8, Line::Closed]);
+    }
+}

@@ -1,0 +1,91 @@
+//! Watching small files that Kubernetes updates in place (ConfigMap and
+//! Secret mounts swap a symlink, which defeats inotify on the file itself),
+//! by polling: read, compare with the last content, parse on change.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// How often watched files are re-read.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Parses `path` now (an error here is returned, so bad startup input fails
+/// fast) and then whenever its content changes. `parse` receives `None` when
+/// the file does not exist. A later parse error is logged and the previous
+/// value kept: a bad edit never takes working settings away.
+pub fn watch_file<T, E>(
+    path: &Path,
+    parse: impl Fn(Option<&[u8]>) -> Result<T, E> + Send + 'static,
+) -> Result<watch::Receiver<T>, E>
+where
+    T: Send + Sync + 'static,
+    E: std::fmt::Display,
+{
+    let mut last = std::fs::read(path).ok();
+    let (tx, rx) = watch::channel(parse(last.as_deref())?);
+    let path: PathBuf = path.to_owned();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            if tx.is_closed() {
+                return;
+            }
+            let now = tokio::fs::read(&path).await.ok();
+            if now == last {
+                continue;
+            }
+            match parse(now.as_deref()) {
+                Ok(value) => {
+                    tracing::info!(path = %path.display(), "reloaded");
+                    tx.send_replace(value);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring invalid update")
+                }
+            }
+            last = now;
+        }
+    });
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn follows_changes_and_keeps_last_good_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n");
+        std::fs::write(&path, "1").unwrap();
+        let parse = |b: Option<&[u8]>| -> Result<u32, String> {
+            std::str::from_utf8(b.unwrap_or(b"0"))
+                .unwrap()
+                .trim()
+                .parse()
+                .map_err(|e| format!("{e}"))
+        };
+        let mut rx = watch_file(&path, parse).unwrap();
+        assert_eq!(*rx.borrow(), 1);
+        std::fs::write(&path, "2").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*rx.borrow_and_update(), 2);
+        std::fs::write(&path, "not a number").unwrap();
+        tokio::time::sleep(POLL_INTERVAL * 3).await;
+        assert_eq!(*rx.borrow(), 2, "a bad update keeps the previous value");
+        std::fs::remove_file(&path).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            *rx.borrow(),
+            0,
+            "a missing file is passed to the parser as None"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The listening side: binding, per-IP and total session limits, and the
+//! state every session shares.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::address::{AddressBook, parse_address_file};
+use crate::config::Config;
+use crate::filewatch::watch_file;
+use crate::passive::PassivePool;
+use crate::session::Session;
+use crate::users::{SharedUsers, UserDb};
+
+/// State shared by all sessions of one server.
+pub struct Shared {
+    pub config: Config,
+    /// `None` when no users file is configured (anonymous only).
+    pub users: Option<SharedUsers>,
+    pub addresses: AddressBook,
+    pub passive: Arc<PassivePool>,
+    sessions: SessionCounter,
+}
+
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Validates the config, loads the users file, binds the control port
+    /// and every passive port. Errors say which setting is wrong.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.root)
+            .with_context(|| format!("creating root {}", config.root.display()))?;
+
+        let users = match &config.users_file {
+            None => None,
+            Some(path) => Some(
+                watch_file(path, |bytes| {
+                    let bytes = bytes.ok_or_else(|| "users file does not exist".to_string())?;
+                    let text = std::str::from_utf8(bytes)
+                        .map_err(|_| "users file is not UTF-8".to_string())?;
+                    UserDb::parse(text).map(Arc::new).map_err(|e| e.to_string())
+                })
+                .map_err(|e| anyhow::anyhow!("users file {}: {e}", path.display()))?,
+            ),
+        };
+        let passive_cfg = &config.passive;
+        let address_file =
+            match &passive_cfg.advertised_address_file {
+                None => None,
+                Some(path) => Some(watch_file(path, parse_address_file).map_err(|e| {
+                    anyhow::anyhow!("advertised address file {}: {e}", path.display())
+                })?),
+            };
+        let addresses = AddressBook::new(
+            passive_cfg.advertised_address.clone(),
+            address_file,
+            passive_cfg.internal_cidrs.clone(),
+            passive_cfg.when_address_unknown,
+        );
+        let listener = bind_listener(config.listen)
+            .with_context(|| format!("binding control port {}", config.listen))?;
+        let passive = PassivePool::bind(
+            config.listen.ip(),
+            passive_cfg.ports,
+            passive_cfg.allow_foreign_data_source,
+        )
+        .await
+        .context("binding the passive port range")?;
+        let sessions = SessionCounter::new(
+            config.limits.max_sessions,
+            config.limits.max_sessions_per_ip,
+        );
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                users,
+                addresses,
+                passive,
+                sessions,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Accepts sessions until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let mut next_id: u64 = 0;
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                accepted = self.listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            next_id += 1;
+            let span = tracing::info_span!("session", id = next_id, client = %peer);
+            let shared = self.shared.clone();
+            tokio::spawn(serve(shared, stream, peer.ip()).instrument(span));
+        }
+    }
+}
+
+async fn serve(shared: Arc<Shared>, mut stream: TcpStream, ip: IpAddr) {
+    let Some(_slot) = shared.sessions.try_enter(ip) else {
+        tracing::warn!("session limit reached, refusing");
+        let _ = stream
+            .write_all(b"421 Too many connections, try again later\r\n")
+            .await;
+        return;
+    };
+    tracing::debug!("connected");
+    let result = match Session::new(shared.clone(), stream) {
+        Ok(session) => session.run().await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => tracing::debug!("closed"),
+        Err(e) => tracing::debug!(error = %e, "closed with error"),
+    }
+}
+
+/// Binds a listening TCP socket with SO_REUSEADDR (restarts must not wait
+/// for TIME_WAIT) and, for `[::]`, dual-stack.
+pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Counts open sessions, in total and per client IP.
+struct SessionCounter {
+    max_total: usize,
+    max_per_ip: usize,
+    open: Arc<Mutex<(usize, HashMap<IpAddr, usize>)>>,
+}
+
+/// Holds one session's place; dropping it frees the place.
+struct SessionSlot {
+    ip: IpAddr,
+    open: Arc<Mutex<(usize, HashMap<IpAddr, usize>)>>,
+}
+
+impl SessionCounter {
+    fn new(max_total: usize, max_per_ip: usize) -> Self {
+        SessionCounter {
+            max_total,
+            max_per_ip,
+            open: Arc::default(),
+        }
+    }
+
+    fn try_enter(&self, ip: IpAddr) -> Option<SessionSlot> {
+        let ip = ip.to_canonical();
+        let mut guard = self.open.lock().unwrap();
+        let (total, per_ip) = &mut *guard;
+        let mine = per_ip.entry(ip).or_default();
+        if *total >= self.max_total || *mine >= self.max_per_ip {
+            if *mine == 0 {
+                per_ip.remove(&ip);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(SessionSlot {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut guard = self.open.lock().unwrap();
+        let (total, per_ip) = &mut *guard;
+        *total -= 1;
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_counter_enforces_both_limits() {
+        let c = SessionCounter::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = c.try_enter(a).unwrap();
+        let _a2 = c.try_enter(a).unwrap();
+        assert!(c.try_enter(a).is_none(), "per-IP limit");
+        let _b1 = c.try_enter(b).unwrap();
+        assert!(c.try_enter(b).is_none(), "total limit");
+        drop(a1);
+        assert!(c.try_enter(b).is_some(), "a closed session frees its place");
+    }
+}

@@ -1,0 +1,176 @@
+//! What moves over data connections: file contents in either direction
+//! (with TYPE A line-ending conversion) and directory listings. Each function
+//! owns its inputs, so a session can run it while still reading its control
+//! connection (for ABOR and STAT).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
+
+use crate::listing::Entry;
+
+/// Copy buffer size: large enough that per-syscall cost vanishes.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// Bytes moved so far, readable by STAT while the transfer runs.
+pub type Progress = Arc<AtomicU64>;
+
+/// Copies `from` to `to`, converting line endings when `ascii` is set:
+/// LF to CRLF towards the client (`outbound`), CRLF to LF from it. Returns
+/// the number of bytes read from `from`.
+pub async fn copy<R, W>(
+    mut from: R,
+    mut to: W,
+    ascii: Option<Direction>,
+    progress: Progress,
+) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut converted = Vec::new();
+    let mut converter = LineEndings::default();
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let chunk = match ascii {
+            None => &buf[..n],
+            Some(dir) => {
+                converted.clear();
+                converter.convert(dir, &buf[..n], &mut converted);
+                &converted[..]
+            }
+        };
+        to.write_all(chunk).await?;
+        total += n as u64;
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    if let Some(Direction::Inbound) = ascii {
+        converter.finish(&mut converted);
+        to.write_all(&converted).await?;
+    }
+    to.flush().await?;
+    Ok(total)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Server to client: LF becomes CRLF.
+    Outbound,
+    /// Client to server: CRLF becomes LF.
+    Inbound,
+}
+
+/// Line-ending conversion that carries its state across buffer boundaries.
+#[derive(Default)]
+struct LineEndings {
+    /// Outbound: the previous byte was CR. Inbound: a CR is held back.
+    pending_cr: bool,
+}
+
+impl LineEndings {
+    fn convert(&mut self, dir: Direction, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            match dir {
+                Direction::Outbound => {
+                    if b == b'\n' && !self.pending_cr {
+                        out.push(b'\r');
+                    }
+                    self.pending_cr = b == b'\r';
+                    out.push(b);
+                }
+                Direction::Inbound => {
+                    if self.pending_cr && b != b'\n' {
+                        out.push(b'\r');
+                    }
+                    self.pending_cr = b == b'\r';
+                    if !self.pending_cr {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Inbound: a CR at the very end is data, not half a line ending.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        if std::mem::take(&mut self.pending_cr) {
+            out.push(b'\r');
+        }
+    }
+}
+
+/// Writes a listing, one CRLF-terminated line per entry, as entries arrive.
+pub async fn send_listing<W: AsyncWrite + Unpin>(
+    mut entries: mpsc::Receiver<io::Result<Entry>>,
+    to: W,
+    format: impl Fn(&Entry) -> String,
+) -> io::Result<u64> {
+    let mut out = BufWriter::new(to);
+    let mut total = 0u64;
+    while let Some(entry) = entries.recv().await {
+        let line = format(&entry?);
+        out.write_all(line.as_bytes()).await?;
+        out.write_all(b"\r\n").await?;
+        total += line.len() as u64 + 2;
+    }
+    out.flush().await?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert_in_pieces(dir: Direction, input: &[u8], piece: usize) -> Vec<u8> {
+        let mut c = LineEndings::default();
+        let mut out = vec![];
+        for chunk in input.chunks(piece) {
+            c.convert(dir, chunk, &mut out);
+        }
+        let mut tail = vec![];
+        if dir == Direction::Inbound {
+            c.finish(&mut tail);
+        }
+        out.extend(tail);
+        out
+    }
+
+    #[test]
+    fn ascii_conversion_survives_any_split() {
+        for piece in 1..5 {
+            assert_eq!(
+                convert_in_pieces(Direction::Outbound, b"a\nb\r\nc\n", piece),
+                b"a\r\nb\r\nc\r\n"
+            );
+            assert_eq!(
+                convert_in_pieces(Direction::Inbound, b"a\r\nb\rc\r\n\r", piece),
+                b"a\nb\rc\n\r"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn copy_counts_progress() {
+        let progress = Progress::default();
+        let mut out = vec![];
+        let n = copy(
+            &b"x\ny\n"[..],
+            &mut out,
+            Some(Direction::Outbound),
+            progress.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((n, out.as_slice()), (4, &b"x\r\ny\r\n"[..]));
+        assert_eq!(progress.load(Ordering::Relaxed), 4);
+    }
+}
