@@ -2,14 +2,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps run fmt-check
+.PHONY: test deps run fmt-check tools cluster-up cluster-down
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
 deps:
 	@./hack/install-deps.sh
 
 ## Everything CI checks.
-test: deps fmt-check
+test: deps fmt-check tools
 	$(CARGO) test --workspace --locked -- --test-threads=4
 
 fmt-check:
@@ -18,3 +18,18 @@ fmt-check:
 ## The server standalone, serving ./ftp-root on 127.0.0.1:2121.
 run:
 	$(CARGO) run --release -p kubeftp-server
+
+## Build the pinned Kubernetes, etcd and helm binaries (e2e/tools/VERSIONS) into the cache; skips what exists.
+tools:
+	@./e2e/tools/build.sh >/dev/null
+
+# Where cluster-up keeps its pid file, log and kubeconfig.
+CLUSTER_DIR ?= $(CURDIR)/target/cluster
+
+## Start a local control plane in the background and print its kubeconfig path.
+cluster-up: tools
+	@$(CARGO) run -q -p kubeftp-testenv-cli -- up --dir $(CLUSTER_DIR)
+
+## Stop the control plane started by cluster-up and remove its files.
+cluster-down:
+	@$(CARGO) run -q -p kubeftp-testenv-cli -- down --dir $(CLUSTER_DIR)

@@ -14,7 +14,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=VERSIONS
 source "$here/VERSIONS"
 
-cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/kubeftp"
+cache_root="${XDG_CACHE_HOME:-${HOME:-}/.cache}/kubeftp"
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
 bin="${KUBEFTP_TOOLS_DIR:-$cache_root/tools/$key/bin}"
 
