@@ -78,6 +78,22 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Commands that open a data connection (and consume a REST offset).
+    pub fn is_transfer(&self) -> bool {
+        matches!(
+            self,
+            Command::Retr(_)
+                | Command::Stor(_)
+                | Command::Appe(_)
+                | Command::Stou
+                | Command::List(_)
+                | Command::Nlst(_)
+                | Command::Mlsd(_)
+        )
+    }
+}
+
 /// Why a line did not parse; each maps to its RFC 959 reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {

@@ -78,6 +78,9 @@ impl Session {
     pub fn new(shared: Arc<Shared>, stream: TcpStream) -> io::Result<Session> {
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
+        // Replies are small, complete writes: send each at once. With Nagle,
+        // a 226 right after a 150 waits for the client's delayed ACK (40 ms).
+        stream.set_nodelay(true)?;
         let control_fd = stream.as_raw_fd();
         let (read, write) = tokio::io::split(stream);
         Ok(Session {
@@ -149,9 +152,14 @@ impl Session {
     }
 
     async fn handle(&mut self, command: Command) -> io::Result<Flow> {
-        // REST and RNFR apply only to the command right after them.
-        let restart_at = std::mem::take(&mut self.restart_at);
+        // RNFR applies only to the command right after it. REST waits for
+        // the next transfer command: clients send PASV between the two.
         let rename_from = self.rename_from.take();
+        let restart_at = if command.is_transfer() {
+            std::mem::take(&mut self.restart_at)
+        } else {
+            self.restart_at
+        };
 
         let (account, storage) = match &self.auth {
             Auth::LoggedIn { account, storage } => (account.clone(), storage.clone()),

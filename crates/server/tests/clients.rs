@@ -39,9 +39,16 @@ async fn curl(server: &TestServer, mode: Mode) {
     let dir = work.path();
     let data = random_bytes(SIZE);
     let base = |extra: &[&str]| {
-        let mut args: Vec<String> = ["-sS", "--fail", "--user", "alice:alice-pw", "--connect-timeout", "5"]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> = [
+            "-sS",
+            "--fail",
+            "--user",
+            "alice:alice-pw",
+            "--connect-timeout",
+            "5",
+        ]
+        .map(String::from)
+        .to_vec();
         if mode == Mode::Pasv {
             args.push("--disable-epsv".into());
         }
@@ -51,27 +58,74 @@ async fn curl(server: &TestServer, mode: Mode) {
 
     // Upload, list, download.
     let up = write(dir, "up.bin", &data);
-    check(&run("curl", base(&["-T", &up, &server.url("/up.bin")]), dir).await, "curl upload");
+    check(
+        &run("curl", base(&["-T", &up, &server.url("/up.bin")]), dir).await,
+        "curl upload",
+    );
     assert_eq!(std::fs::read(server.alice_path("up.bin")).unwrap(), data);
-    let listing = check(&run("curl", base(&[&server.url("/")]), dir).await, "curl list");
-    assert!(listing.contains(&format!("{SIZE} ")) && listing.contains("up.bin"), "{listing}");
-    check(&run("curl", base(&["-o", "down.bin", &server.url("/up.bin")]), dir).await, "curl download");
+    let listing = check(
+        &run("curl", base(&[&server.url("/")]), dir).await,
+        "curl list",
+    );
+    assert!(
+        listing.contains(&format!("{SIZE} ")) && listing.contains("up.bin"),
+        "{listing}"
+    );
+    check(
+        &run(
+            "curl",
+            base(&["-o", "down.bin", &server.url("/up.bin")]),
+            dir,
+        )
+        .await,
+        "curl download",
+    );
     assert_eq!(std::fs::read(dir.join("down.bin")).unwrap(), data);
 
     // Resume a download (REST + RETR) from a local half.
     write(dir, "half.bin", &data[..SIZE / 2]);
-    check(&run("curl", base(&["-C", "-", "-o", "half.bin", &server.url("/up.bin")]), dir).await, "curl resume down");
+    check(
+        &run(
+            "curl",
+            base(&["-C", "-", "-o", "half.bin", &server.url("/up.bin")]),
+            dir,
+        )
+        .await,
+        "curl resume down",
+    );
     assert_eq!(std::fs::read(dir.join("half.bin")).unwrap(), data);
 
     // Resume an upload (SIZE + APPE) onto a remote half.
     std::fs::write(server.alice_path("resumed.bin"), &data[..SIZE / 3]).unwrap();
-    check(&run("curl", base(&["-C", "-", "-T", &up, &server.url("/resumed.bin")]), dir).await, "curl resume up");
-    assert_eq!(std::fs::read(server.alice_path("resumed.bin")).unwrap(), data);
+    check(
+        &run(
+            "curl",
+            base(&["-C", "-", "-T", &up, &server.url("/resumed.bin")]),
+            dir,
+        )
+        .await,
+        "curl resume up",
+    );
+    assert_eq!(
+        std::fs::read(server.alice_path("resumed.bin")).unwrap(),
+        data
+    );
 
     // Rename and delete.
-    let quote = base(&["-Q", "RNFR up.bin", "-Q", "RNTO renamed.bin", "-Q", "DELE resumed.bin", &server.url("/")]);
+    let quote = base(&[
+        "-Q",
+        "RNFR up.bin",
+        "-Q",
+        "RNTO renamed.bin",
+        "-Q",
+        "DELE resumed.bin",
+        &server.url("/"),
+    ]);
     let listing = check(&run("curl", quote, dir).await, "curl rename/delete");
-    assert!(listing.contains("renamed.bin") && !listing.contains("resumed.bin"), "{listing}");
+    assert!(
+        listing.contains("renamed.bin") && !listing.contains("resumed.bin"),
+        "{listing}"
+    );
     assert!(server.alice_path("renamed.bin").exists() && !server.alice_path("up.bin").exists());
 }
 
@@ -110,12 +164,25 @@ async fn lftp(server: &TestServer, mode: Mode) {
         server.addr.ip().to_string(),
     ];
     let out = check(&run("lftp", args, dir).await, "lftp session");
-    assert!(out.contains("up.bin") && out.contains(&SIZE.to_string()), "listing: {out}");
+    assert!(
+        out.contains("up.bin") && out.contains(&SIZE.to_string()),
+        "listing: {out}"
+    );
     assert!(out.contains("moved.bin"), "listing after mv: {out}");
     assert_eq!(std::fs::read(dir.join("got.bin")).unwrap(), data);
-    assert_eq!(std::fs::read(dir.join("got-half.bin")).unwrap(), data, "get -c resumed the download");
-    assert_eq!(std::fs::read(server.alice_path("sub/moved.bin")).unwrap(), data);
-    assert!(!server.alice_path("remote-half.bin").exists(), "rm removed it");
+    assert_eq!(
+        std::fs::read(dir.join("got-half.bin")).unwrap(),
+        data,
+        "get -c resumed the download"
+    );
+    assert_eq!(
+        std::fs::read(server.alice_path("sub/moved.bin")).unwrap(),
+        data
+    );
+    assert!(
+        !server.alice_path("remote-half.bin").exists(),
+        "rm removed it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,12 +240,22 @@ async fn ftplib(server: &TestServer, mode: Mode) {
     write(dir, "up.bin", &data);
     write(dir, "check.py", FTPLIB_SCRIPT.as_bytes());
     let mode = if mode == Mode::Epsv { "epsv" } else { "pasv" };
-    let args = ["check.py", &server.addr.ip().to_string(), &server.addr.port().to_string(), ALICE.0, ALICE.1, mode]
-        .map(String::from)
-        .to_vec();
+    let args = [
+        "check.py",
+        &server.addr.ip().to_string(),
+        &server.addr.port().to_string(),
+        ALICE.0,
+        ALICE.1,
+        mode,
+    ]
+    .map(String::from)
+    .to_vec();
     let out = check(&run("python3", args, dir).await, "ftplib script");
     assert_eq!(out.trim(), "OK");
-    assert_eq!(std::fs::read(server.alice_path("renamed.bin")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(server.alice_path("renamed.bin")).unwrap(),
+        data
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

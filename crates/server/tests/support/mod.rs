@@ -38,7 +38,10 @@ impl Drop for TestServer {
 pub fn users_toml(extra: &str) -> String {
     static HASHES: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     let (a, r) = HASHES.get_or_init(|| {
-        (kubeftp_server::users::hash_password(ALICE.1), bcrypt::hash(READER.1, 4).unwrap())
+        (
+            kubeftp_server::users::hash_password(ALICE.1),
+            bcrypt::hash(READER.1, 4).unwrap(),
+        )
     });
     format!(
         "[[user]]\nname = \"alice\"\npassword-hash = \"{a}\"\n\n\
@@ -62,7 +65,10 @@ impl TestServer {
             config.listen = "127.0.0.1:0".parse().unwrap();
             config.root = root.path().join("srv");
             config.users_file = Some(users_file.clone());
-            config.passive.ports = PortRange { min: base, max: base + 9 };
+            config.passive.ports = PortRange {
+                min: base,
+                max: base + 9,
+            };
             config.limits.failed_login_delay_ms = 10;
             adjust(&mut config);
             let ports = config.passive.ports;
@@ -73,7 +79,13 @@ impl TestServer {
                     let task = tokio::spawn(async move {
                         server.run(std::future::pending()).await.unwrap();
                     });
-                    return TestServer { addr, root, users_file, ports, task };
+                    return TestServer {
+                        addr,
+                        root,
+                        users_file,
+                        ports,
+                        task,
+                    };
                 }
                 Err(e) if format!("{e:#}").contains("in use") => continue,
                 Err(e) => panic!("server did not start: {e:#}"),
@@ -107,14 +119,23 @@ impl RawClient {
     /// Connects from a chosen loopback source address (127.0.0.x), so tests
     /// can play many client IPs.
     pub async fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> RawClient {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.unwrap();
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .unwrap();
         if let Some(ip) = source {
             socket.bind(SocketAddr::new(ip, 0)).unwrap();
         }
         let stream = socket.connect(addr).await.unwrap();
         let local = stream.local_addr().unwrap();
         let (r, w) = stream.into_split();
-        let mut client = RawClient { reader: BufReader::new(r), writer: w, local };
+        let mut client = RawClient {
+            reader: BufReader::new(r),
+            writer: w,
+            local,
+        };
         let (code, _) = client.read_reply().await;
         assert_eq!(code, 220);
         client
@@ -154,7 +175,10 @@ impl RawClient {
                 return 0;
             }
             text.push_str(&first);
-            let code: u16 = first.get(..3).and_then(|c| c.parse().ok()).expect("reply starts with a code");
+            let code: u16 = first
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .expect("reply starts with a code");
             if first.as_bytes().get(3) == Some(&b'-') {
                 let end = format!("{code} ");
                 loop {
@@ -184,12 +208,20 @@ impl RawClient {
     pub async fn epsv(&mut self) -> u16 {
         let text = self.expect("EPSV", 229).await;
         let inner = text.split("|||").nth(1).unwrap();
-        inner.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().unwrap()
+        inner
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap()
     }
 
     /// Connects a data connection from this client's own IP.
     pub async fn data_connect(&self, to: SocketAddr) -> TcpStream {
-        let socket = if to.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.unwrap();
+        let socket = if to.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .unwrap();
         socket.bind(SocketAddr::new(self.local.ip(), 0)).unwrap();
         socket.connect(to).await.unwrap()
     }
@@ -198,7 +230,9 @@ impl RawClient {
     pub async fn transfer_in(&mut self, command: &str) -> (u16, Vec<u8>) {
         let addr = self.pasv().await;
         let server_ip = self.server_ip();
-        let mut data = self.data_connect(SocketAddr::new(server_ip, addr.port())).await;
+        let mut data = self
+            .data_connect(SocketAddr::new(server_ip, addr.port()))
+            .await;
         let (code, text) = self.cmd(command).await;
         if code != 150 {
             return (code, text.into_bytes());
@@ -212,7 +246,9 @@ impl RawClient {
     /// PASV + STOR-like `command` sending `bytes`.
     pub async fn transfer_out(&mut self, command: &str, bytes: &[u8]) -> u16 {
         let addr = self.pasv().await;
-        let mut data = self.data_connect(SocketAddr::new(self.server_ip(), addr.port())).await;
+        let mut data = self
+            .data_connect(SocketAddr::new(self.server_ip(), addr.port()))
+            .await;
         let (code, text) = self.cmd(command).await;
         assert_eq!(code, 150, "{command} -> {text}");
         data.write_all(bytes).await.unwrap();
@@ -228,7 +264,10 @@ impl RawClient {
 
 pub fn parse_227(text: &str) -> SocketAddr {
     let inner = &text[text.find('(').unwrap() + 1..text.find(')').unwrap()];
-    let n: Vec<u16> = inner.split(',').map(|x| x.trim().parse().unwrap()).collect();
+    let n: Vec<u16> = inner
+        .split(',')
+        .map(|x| x.trim().parse().unwrap())
+        .collect();
     let ip = Ipv4Addr::new(n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8);
     SocketAddr::new(ip.into(), n[4] << 8 | n[5])
 }
