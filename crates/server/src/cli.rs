@@ -100,22 +100,48 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return hash_password();
     }
     init_logging(cli.log_format);
-    let mut config = cli.to_config()?;
-    let no_accounts = config.users_file.is_none() && !config.anonymous.enabled;
-    if no_accounts && config.listen.ip().is_loopback() {
-        // A first run on a laptop: let the person look around.
-        config.anonymous.enabled = true;
-        println!("No users file given: anonymous read-only access is on (loopback only).");
-    }
+    let config = cli.to_config()?;
+    let dev_account = (config.users_file.is_none()
+        && !config.anonymous.enabled
+        && config.listen.ip().is_loopback())
+    .then(DevAccount::generate);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(config).await?;
-        print_banner(&server);
+        let users = dev_account.as_ref().map(DevAccount::database);
+        let server = Server::bind_with_accounts(config, users).await?;
+        print_banner(&server, dev_account.as_ref());
         server.run(shutdown_signal()).await
     })
 }
 
-fn print_banner(server: &Server) {
+/// A first run on a laptop, with no users file: one account for this run
+/// only, with a random password shown once on the terminal. Only offered on
+/// loopback; anonymous access stays off unless asked for.
+struct DevAccount {
+    password: String,
+}
+
+impl DevAccount {
+    const NAME: &str = "dev";
+
+    fn generate() -> DevAccount {
+        use rand::distr::{Alphanumeric, SampleString};
+        DevAccount {
+            password: Alphanumeric.sample_string(&mut rand::rng(), 16),
+        }
+    }
+
+    fn database(&self) -> crate::users::UserDb {
+        let account = crate::users::Account {
+            name: Self::NAME.into(),
+            home: "/".into(),
+            read_only: false,
+        };
+        crate::users::UserDb::single(account, &self.password)
+    }
+}
+
+fn print_banner(server: &Server, dev: Option<&DevAccount>) {
     let config = server.config();
     let addr = server.local_addr();
     println!(
@@ -123,11 +149,22 @@ fn print_banner(server: &Server) {
         config.passive.ports
     );
     println!("serving {}", config.root.display());
-    if config.anonymous.enabled {
+    if let Some(dev) = dev {
+        println!(
+            "no users file: for this run only, user {} password {}",
+            DevAccount::NAME,
+            dev.password
+        );
+        println!(
+            "try: curl -u {}:{} ftp://{addr}/",
+            DevAccount::NAME,
+            dev.password
+        );
+        println!(
+            "for lasting accounts: kubeftp-server hash-password, then --users-file (see README)"
+        );
+    } else if config.anonymous.enabled {
         println!("try: curl ftp://{addr}/");
-    }
-    if config.users_file.is_none() {
-        println!("to add users: kubeftp-server hash-password, then --users-file (see README)");
     }
 }
 

@@ -38,12 +38,21 @@ impl Server {
     /// Validates the config, loads the users file, binds the control port
     /// and every passive port. Errors say which setting is wrong.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        Self::bind_with_accounts(config, None).await
+    }
+
+    /// Like [`bind`](Server::bind), with a fixed in-memory user database used
+    /// when no users file is configured.
+    pub async fn bind_with_accounts(
+        config: Config,
+        fixed_users: Option<UserDb>,
+    ) -> anyhow::Result<Server> {
         config.validate()?;
         std::fs::create_dir_all(&config.root)
             .with_context(|| format!("creating root {}", config.root.display()))?;
 
         let users = match &config.users_file {
-            None => None,
+            None => fixed_users.map(|db| tokio::sync::watch::channel(Arc::new(db)).1),
             Some(path) => Some(
                 watch_file(path, |bytes| {
                     let bytes = bytes.ok_or_else(|| "users file does not exist".to_string())?;

@@ -101,6 +101,15 @@ impl UserDb {
         Ok(UserDb { users })
     }
 
+    /// A database holding one account, for a quick local run with no users
+    /// file.
+    pub fn single(account: Account, password: &str) -> UserDb {
+        let hash = Hash::Argon2(hash_password(password));
+        UserDb {
+            users: HashMap::from([(account.name.clone(), (hash, account))]),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }
