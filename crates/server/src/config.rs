@@ -67,7 +67,7 @@ pub enum UnknownAddress {
     Refuse,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ActiveConfig {
     /// Allow PORT/EPRT. The target must be the control connection's peer.
@@ -124,12 +124,6 @@ impl Default for PassiveConfig {
             allow_foreign_data_source: false,
             data_connect_timeout_seconds: 30,
         }
-    }
-}
-
-impl Default for ActiveConfig {
-    fn default() -> Self {
-        ActiveConfig { enabled: false }
     }
 }
 

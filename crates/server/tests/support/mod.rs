@@ -61,10 +61,12 @@ impl TestServer {
         std::fs::write(&users_file, users_toml("")).unwrap();
         for _ in 0..100 {
             let base = 20000 + rand::random::<u16>() % 40000;
-            let mut config = Config::default();
-            config.listen = "127.0.0.1:0".parse().unwrap();
-            config.root = root.path().join("srv");
-            config.users_file = Some(users_file.clone());
+            let mut config = Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                root: root.path().join("srv"),
+                users_file: Some(users_file.clone()),
+                ..Config::default()
+            };
             config.passive.ports = PortRange {
                 min: base,
                 max: base + 9,
@@ -281,14 +283,13 @@ pub async fn run(program: &str, args: Vec<String>, dir: &Path) -> Output {
     let program = program.to_string();
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new("timeout")
+        std::process::Command::new("timeout")
             .arg("60")
             .arg(&program)
             .args(&args)
             .current_dir(&dir)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {program} (make deps installs it): {e}"));
-        out
+            .unwrap_or_else(|e| panic!("cannot run {program} (make deps installs it): {e}"))
     })
     .await
     .unwrap()
