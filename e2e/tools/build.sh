@@ -47,10 +47,19 @@ go_build() {
   rmdir "$stage"
 }
 
+# The official Go tarball's default location, for shells that lack it in PATH.
+command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || {
+  log "go not found: building the control-plane tools needs Go >= 1.24"
+  exit 1
+}
+
 mkdir -p "$bin"
-# One build at a time per cache directory.
+# One build at a time per cache directory; under the lock, any staging
+# directory is a leftover of an interrupted build.
 exec 9>"$bin/.lock"
 flock 9
+rm -rf "$bin"/.stage.*
 
 start=$SECONDS
 

@@ -1,4 +1,4 @@
-// Pinned Kubernetes components for the test control plane (see README.md here).
+// Pinned Kubernetes components for the test control plane (see README.md).
 // k8s.io/kubernetes requires its staging modules at v0.0.0 and resolves them
 // through relative replace lines that only work inside its own repository,
 // so this wrapper replaces each one with the published v0.34.N release.

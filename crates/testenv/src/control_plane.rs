@@ -9,7 +9,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 
 use crate::error::{Error, IoContext, Result};
 use crate::pki::Pki;
-use crate::ports::free_port;
+use crate::ports::free_ports;
 use crate::process::{Process, log_tail};
 use crate::{kubeconfig, tools};
 
@@ -72,7 +72,12 @@ impl ControlPlane {
             .context(|| format!("creating a directory in {}", temp.display()))?;
         let path = dir.path().to_owned();
         let pki = Pki::generate(&path)?;
-        let apiserver_port = free_port()?;
+        let [
+            etcd_port,
+            etcd_peer_port,
+            apiserver_port,
+            controller_manager_port,
+        ] = free_ports()?;
         let plane = ControlPlane {
             server: format!("https://127.0.0.1:{apiserver_port}"),
             kubeconfig: path.join("kubeconfig"),
@@ -85,8 +90,9 @@ impl ControlPlane {
         // From here on an early return drops `plane`, which cleans up.
         kubeconfig::write(&plane.kubeconfig, &plane.server, &pki)?;
 
-        let etcd_url = format!("http://127.0.0.1:{}", free_port()?);
-        plane.spawn("etcd", &etcd, &etcd_args(&path, &etcd_url)?)?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let etcd_peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
+        plane.spawn("etcd", &etcd, &etcd_args(&path, &etcd_url, &etcd_peer_url))?;
         plane.spawn(
             "kube-apiserver",
             &apiserver,
@@ -98,25 +104,23 @@ impl ControlPlane {
             .await?;
 
         if let Some(binary) = controller_manager {
-            let port = free_port()?;
-            plane.spawn(
-                "kube-controller-manager",
-                &binary,
-                &controller_manager_args(&pki, &plane.kubeconfig, port),
-            )?;
-            let mut config = kube::Config::new(
-                format!("https://127.0.0.1:{port}")
-                    .parse()
-                    .expect("valid URL"),
-            );
-            // Its serving certificate is self-signed; /healthz needs no auth.
-            config.accept_invalid_certs = true;
-            let client = kube::Client::try_from(config)?;
             plane
-                .wait_ready("kube-controller-manager", &client, "/healthz")
+                .start_controller_manager(&binary, &pki, controller_manager_port)
                 .await?;
         }
         Ok(plane)
+    }
+
+    async fn start_controller_manager(&self, binary: &Path, pki: &Pki, port: u16) -> Result<()> {
+        let args = controller_manager_args(pki, &self.kubeconfig, port);
+        self.spawn("kube-controller-manager", binary, &args)?;
+        let url = format!("https://127.0.0.1:{port}");
+        let mut config = kube::Config::new(url.parse().expect("valid URL"));
+        // Its serving certificate is self-signed; /healthz needs no auth.
+        config.accept_invalid_certs = true;
+        let client = kube::Client::try_from(config)?;
+        self.wait_ready("kube-controller-manager", &client, "/healthz")
+            .await
     }
 
     /// The apiserver's URL.
@@ -219,9 +223,8 @@ impl Drop for ControlPlane {
     }
 }
 
-fn etcd_args(dir: &Path, client_url: &str) -> Result<Vec<String>> {
-    let peer_url = format!("http://127.0.0.1:{}", free_port()?);
-    Ok(vec![
+fn etcd_args(dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
+    vec![
         "--name=testenv".into(),
         format!("--data-dir={}", dir.join("etcd").display()),
         format!("--listen-client-urls={client_url}"),
@@ -232,7 +235,7 @@ fn etcd_args(dir: &Path, client_url: &str) -> Result<Vec<String>> {
         // Throwaway data: durability only costs time.
         "--unsafe-no-fsync=true".into(),
         "--log-level=warn".into(),
-    ])
+    ]
 }
 
 fn apiserver_args(pki: &Pki, etcd_url: &str, port: u16) -> Vec<String> {
