@@ -59,6 +59,10 @@ pub enum Command {
     Epsv(EpsvArg),
     Port(SocketAddr),
     Eprt(SocketAddr),
+    /// RFC 2228/4217 security commands.
+    Auth(String),
+    Pbsz(String),
+    Prot(String),
 }
 
 impl Command {
@@ -74,6 +78,9 @@ impl Command {
                 | Command::Feat
                 | Command::Opts(_)
                 | Command::Help
+                | Command::Auth(_)
+                | Command::Pbsz(_)
+                | Command::Prot(_)
         )
     }
 }
@@ -196,7 +203,11 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         "EPSV" => Command::Epsv(parse_epsv(arg.as_deref())?),
         "PORT" => Command::Port(parse_port(&need("PORT")?)?),
         "EPRT" => Command::Eprt(parse_eprt(&need("EPRT")?)?),
-        "ACCT" | "SMNT" | "REIN" | "SITE" | "LPRT" | "LPSV" => {
+        "AUTH" => Command::Auth(need("AUTH")?.trim().to_ascii_uppercase()),
+        "PBSZ" => Command::Pbsz(need("PBSZ")?.trim().to_string()),
+        "PROT" => Command::Prot(need("PROT")?.trim().to_ascii_uppercase()),
+        "ACCT" | "SMNT" | "REIN" | "SITE" | "LPRT" | "LPSV" | "CCC" | "ADAT" | "MIC" | "CONF"
+        | "ENC" => {
             return Err(ParseError::NotImplemented(verb));
         }
         _ => {

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 use crate::address::Advertised;
+use crate::tls::TlsConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -25,6 +26,30 @@ pub struct Config {
     pub passive: PassiveConfig,
     pub active: ActiveConfig,
     pub limits: Limits,
+    pub tls: TlsConfig,
+    pub ops: OpsConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OpsConfig {
+    /// HTTP listener for /healthz, /readyz and /metrics; none if unset.
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ShutdownConfig {
+    /// On SIGTERM, how long running transfers may take to finish before
+    /// their sessions are closed with 421.
+    pub grace_seconds: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_seconds: 30 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +110,10 @@ pub struct Limits {
     pub failed_login_delay_ms: u64,
     /// Failed logins before the session is closed.
     pub max_login_attempts: u32,
+    /// Failed logins from one client IP, within `lockout-seconds`, before
+    /// every login from it is refused for `lockout-seconds`.
+    pub max_failed_logins_per_ip: u32,
+    pub lockout_seconds: u64,
 }
 
 impl Default for Config {
@@ -97,6 +126,9 @@ impl Default for Config {
             passive: PassiveConfig::default(),
             active: ActiveConfig::default(),
             limits: Limits::default(),
+            tls: TlsConfig::default(),
+            ops: OpsConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -135,6 +167,8 @@ impl Default for Limits {
             idle_timeout_seconds: 300,
             failed_login_delay_ms: 1000,
             max_login_attempts: 3,
+            max_failed_logins_per_ip: 10,
+            lockout_seconds: 300,
         }
     }
 }
@@ -164,6 +198,7 @@ impl Config {
                 self.listen.port()
             );
         }
+        self.tls.validate()?;
         if self.limits.max_sessions == 0 || self.limits.max_sessions_per_ip == 0 {
             anyhow::bail!("limits.max-sessions and limits.max-sessions-per-ip must be at least 1");
         }
@@ -246,6 +281,15 @@ mod tests {
             internal-cidrs = ["10.0.0.0/8"]
             [limits]
             max-sessions = 10
+            [tls]
+            mode = "required"
+            cert-file = "/etc/kubeftp/tls/tls.crt"
+            key-file = "/etc/kubeftp/tls/tls.key"
+            implicit-listen = "0.0.0.0:9990"
+            [ops]
+            listen = "0.0.0.0:9090"
+            [shutdown]
+            grace-seconds = 5
             "#,
         )
         .unwrap();
@@ -259,6 +303,8 @@ mod tests {
         assert_eq!(c.passive.when_address_unknown, UnknownAddress::Refuse);
         assert_eq!(c.limits.max_sessions, 10);
         assert_eq!(c.limits.idle_timeout_seconds, 300);
+        assert_eq!(c.tls.mode, crate::tls::TlsMode::Required);
+        assert_eq!(c.shutdown.grace_seconds, 5);
         c.validate().unwrap();
     }
 

@@ -1,6 +1,7 @@
 //! Framing of the control connection: CRLF-terminated command lines in,
 //! replies out. Reading is bounded and cancel-safe: all partial state lives in
-//! `ControlReader`, so a `select!` may drop `next_line` at any await point.
+//! `ControlConn`, so a `select!` may drop `next_line` at any await point (and
+//! then reply from its handler, since the dropped read no longer borrows).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -23,28 +24,35 @@ pub enum Line {
     Closed,
 }
 
-pub struct ControlReader<R> {
-    inner: R,
+pub struct ControlConn<S> {
+    inner: S,
     buf: Vec<u8>,
     /// Set while discarding the rest of an over-long line.
     discarding: bool,
 }
 
-impl<R: AsyncRead + Unpin> ControlReader<R> {
-    pub fn new(inner: R) -> Self {
-        ControlReader {
+impl<S> ControlConn<S> {
+    pub fn new(inner: S) -> Self {
+        ControlConn {
             inner,
             buf: Vec::with_capacity(256),
             discarding: false,
         }
     }
 
-    /// True when a complete line is already buffered (a client pipelining
-    /// commands).
-    pub fn has_buffered_line(&self) -> bool {
-        self.buf.contains(&b'\n')
+    /// True when the client sent bytes not yet read as a command (it must
+    /// not, right before a TLS handshake).
+    pub fn has_buffered_input(&self) -> bool {
+        !self.buf.is_empty()
     }
 
+    /// The underlying stream, to upgrade it in place.
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> ControlConn<S> {
     /// Reads the next line. Cancel-safe.
     pub async fn next_line(&mut self) -> std::io::Result<Line> {
         let mut chunk = [0u8; 1024];
@@ -68,10 +76,6 @@ impl<R: AsyncRead + Unpin> ControlReader<R> {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 }
 
@@ -99,23 +103,11 @@ fn decode(raw: &[u8]) -> Line {
     }
 }
 
-/// Writes replies and flushes each one.
-pub struct ControlWriter<W> {
-    inner: W,
-}
-
-impl<W: AsyncWrite + Unpin> ControlWriter<W> {
-    pub fn new(inner: W) -> Self {
-        ControlWriter { inner }
-    }
-
+impl<S: AsyncWrite + Unpin> ControlConn<S> {
+    /// Writes one reply and flushes it.
     pub async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
         self.inner.write_all(reply.to_string().as_bytes()).await?;
         self.inner.flush().await
-    }
-
-    pub fn into_inner(self) -> W {
-        self.inner
     }
 }
 
@@ -124,7 +116,7 @@ mod tests {
     use super::*;
 
     async fn lines(input: &[u8]) -> Vec<Line> {
-        let mut r = ControlReader::new(input);
+        let mut r = ControlConn::new(input);
         let mut out = vec![];
         loop {
             let l = r.next_line().await.unwrap();

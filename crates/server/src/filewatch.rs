@@ -22,27 +22,47 @@ where
     T: Send + Sync + 'static,
     E: std::fmt::Display,
 {
-    let mut last = std::fs::read(path).ok();
-    let (tx, rx) = watch::channel(parse(last.as_deref())?);
-    let path: PathBuf = path.to_owned();
+    watch_files(&[path], move |contents| parse(contents[0].as_deref()))
+}
+
+/// Like [`watch_file`] for files that change together (a certificate and its
+/// key): they are read as a set, and a set read half-way through an update
+/// is simply re-read at the next poll, when its content differs again.
+pub fn watch_files<T, E>(
+    paths: &[&Path],
+    parse: impl Fn(&[Option<Vec<u8>>]) -> Result<T, E> + Send + 'static,
+) -> Result<watch::Receiver<T>, E>
+where
+    T: Send + Sync + 'static,
+    E: std::fmt::Display,
+{
+    let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+    let mut last: Vec<Option<Vec<u8>>> = paths.iter().map(|p| std::fs::read(p).ok()).collect();
+    let (tx, rx) = watch::channel(parse(&last)?);
     tokio::spawn(async move {
+        let shown = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         loop {
             tokio::time::sleep(POLL_INTERVAL).await;
             if tx.is_closed() {
                 return;
             }
-            let now = tokio::fs::read(&path).await.ok();
+            let mut now = Vec::with_capacity(paths.len());
+            for path in &paths {
+                now.push(tokio::fs::read(path).await.ok());
+            }
             if now == last {
                 continue;
             }
-            match parse(now.as_deref()) {
+            match parse(&now) {
                 Ok(value) => {
-                    tracing::info!(path = %path.display(), "reloaded");
+                    tracing::info!(path = %shown, "reloaded");
                     tx.send_replace(value);
                 }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring invalid update")
-                }
+                Err(e) => tracing::warn!(path = %shown, error = %e, "ignoring invalid update"),
             }
             last = now;
         }

@@ -8,7 +8,10 @@
 //!   address (live from a watched file);
 //! - [`storage`] / [`vpath`] / [`listing`] / [`transfer`]: files, confined
 //!   to each user's home, and what moves over data connections;
-//! - [`users`] / [`config`] / [`filewatch`] / [`cli`]: settings and accounts.
+//! - [`tls`] / [`stream`]: FTPS (RFC 4217);
+//! - [`ops`] / [`metrics`]: health, readiness and Prometheus metrics;
+//! - [`users`] / [`lockout`] / [`config`] / [`filewatch`] / [`cli`]:
+//!   accounts, settings and the command line.
 
 pub mod address;
 pub mod cli;
@@ -17,11 +20,16 @@ pub mod config;
 pub mod control;
 pub mod filewatch;
 pub mod listing;
+pub mod lockout;
+pub mod metrics;
+pub mod ops;
 pub mod passive;
 pub mod reply;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod stream;
+pub mod tls;
 pub mod transfer;
 pub mod users;
 pub mod vpath;

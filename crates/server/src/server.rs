@@ -12,11 +12,19 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::address::{AddressBook, parse_address_file};
-use crate::config::Config;
+use crate::config::{Config, UnknownAddress};
 use crate::filewatch::watch_file;
+use crate::lockout::LoginLimiter;
+use crate::metrics::Metrics;
 use crate::passive::PassivePool;
 use crate::session::Session;
+use crate::tls::SharedTls;
 use crate::users::{SharedUsers, UserDb};
 
 /// State shared by all sessions of one server.
@@ -26,11 +34,35 @@ pub struct Shared {
     pub users: Option<SharedUsers>,
     pub addresses: AddressBook,
     pub passive: Arc<PassivePool>,
+    /// `None` when TLS is off.
+    pub tls: Option<SharedTls>,
+    pub metrics: Metrics,
+    pub logins: LoginLimiter,
+    /// Cancelled on shutdown: idle sessions close, running transfers finish.
+    pub draining: CancellationToken,
+    /// Cancelled when the grace period is over: transfers are cut too.
+    pub stopping: CancellationToken,
     sessions: SessionCounter,
+}
+
+impl Shared {
+    /// Why the server should not get new traffic, if it should not.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.draining.is_cancelled() {
+            return Some("shutting down");
+        }
+        let refuse = self.config.passive.when_address_unknown == UnknownAddress::Refuse;
+        if refuse && self.addresses.current().is_none() {
+            return Some("the advertised address is not known yet");
+        }
+        None
+    }
 }
 
 pub struct Server {
     listener: TcpListener,
+    implicit_tls: Option<TcpListener>,
+    ops: Option<TcpListener>,
     shared: Arc<Shared>,
 }
 
@@ -86,20 +118,56 @@ impl Server {
         )
         .await
         .context("binding the passive port range")?;
-        let sessions = SessionCounter::new(
-            config.limits.max_sessions,
-            config.limits.max_sessions_per_ip,
-        );
+        let tls = crate::tls::load(&config.tls)?;
+        let implicit_tls = match config.tls.implicit_listen {
+            Some(addr) => Some(
+                bind_listener(addr)
+                    .with_context(|| format!("binding implicit FTPS port {addr}"))?,
+            ),
+            None => None,
+        };
+        let ops = match config.ops.listen {
+            Some(addr) => Some(
+                bind_listener(addr).with_context(|| format!("binding the ops listener {addr}"))?,
+            ),
+            None => None,
+        };
+        let metrics = Metrics::default();
+        metrics
+            .passive_ports
+            .set(i64::from(passive_cfg.ports.max - passive_cfg.ports.min) + 1);
+        let limits = &config.limits;
+        let shared = Shared {
+            logins: LoginLimiter::new(
+                limits.max_failed_logins_per_ip,
+                Duration::from_secs(limits.lockout_seconds),
+            ),
+            sessions: SessionCounter::new(limits.max_sessions, limits.max_sessions_per_ip),
+            config,
+            users,
+            addresses,
+            passive,
+            tls,
+            metrics,
+            draining: CancellationToken::new(),
+            stopping: CancellationToken::new(),
+        };
         Ok(Server {
             listener,
-            shared: Arc::new(Shared {
-                config,
-                users,
-                addresses,
-                passive,
-                sessions,
-            }),
+            implicit_tls,
+            ops,
+            shared: Arc::new(shared),
         })
+    }
+
+    /// The ops listener's address, when one is configured.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The implicit FTPS listener's address, when one is configured.
+    pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        self.implicit_tls.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -112,46 +180,90 @@ impl Server {
         &self.shared.config
     }
 
-    /// Accepts sessions until `shutdown` completes.
+    /// Accepts sessions until `shutdown` completes, then shuts down
+    /// gracefully: no new connections, not ready, idle sessions closed with
+    /// 421, running transfers given `shutdown.grace-seconds` to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            implicit_tls,
+            ops,
+            shared,
+        } = self;
+        let ops_stop = CancellationToken::new();
+        if let Some(ops) = ops {
+            tokio::spawn(crate::ops::serve(ops, shared.clone(), ops_stop.clone()));
+        }
+        let sessions = TaskTracker::new();
+        let accept_implicit = async || match &implicit_tls {
+            Some(l) => l.accept().await,
+            None => std::future::pending().await,
+        };
         tokio::pin!(shutdown);
         let mut next_id: u64 = 0;
         loop {
-            let (stream, peer) = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let (accepted, implicit) = tokio::select! {
+                _ = &mut shutdown => break,
+                a = listener.accept() => (a, false),
+                a = accept_implicit() => (a, true),
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             next_id += 1;
-            let span = tracing::info_span!("session", id = next_id, client = %peer);
-            let shared = self.shared.clone();
-            tokio::spawn(serve(shared, stream, peer.ip()).instrument(span));
+            let span = tracing::info_span!("session", id = next_id, client = %peer, user = tracing::field::Empty);
+            sessions.spawn(serve(shared.clone(), stream, peer.ip(), implicit).instrument(span));
         }
+
+        // Closing the listeners refuses new connections at once.
+        drop((listener, implicit_tls));
+        shared.draining.cancel();
+        sessions.close();
+        let grace = Duration::from_secs(shared.config.shutdown.grace_seconds);
+        tracing::info!(
+            sessions = sessions.len(),
+            grace_seconds = grace.as_secs(),
+            "draining"
+        );
+        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+            tracing::warn!(
+                sessions = sessions.len(),
+                "grace period over, closing remaining sessions"
+            );
+            shared.stopping.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
+        }
+        ops_stop.cancel();
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 
-async fn serve(shared: Arc<Shared>, mut stream: TcpStream, ip: IpAddr) {
+async fn serve(shared: Arc<Shared>, mut stream: TcpStream, ip: IpAddr, implicit_tls: bool) {
     let Some(_slot) = shared.sessions.try_enter(ip) else {
         tracing::warn!("session limit reached, refusing");
-        let _ = stream
-            .write_all(b"421 Too many connections, try again later\r\n")
-            .await;
+        if !implicit_tls {
+            let _ = stream
+                .write_all(b"421 Too many connections, try again later\r\n")
+                .await;
+        }
         return;
     };
-    tracing::debug!("connected");
-    let result = match Session::new(shared.clone(), stream) {
+    shared.metrics.sessions_open.inc();
+    tracing::info!(implicit_tls, "connected");
+    let result = match Session::start(shared.clone(), stream, implicit_tls).await {
         Ok(session) => session.run().await,
         Err(e) => Err(e),
     };
+    shared.metrics.sessions_open.dec();
     match result {
-        Ok(()) => tracing::debug!("closed"),
-        Err(e) => tracing::debug!(error = %e, "closed with error"),
+        Ok(()) => tracing::info!("closed"),
+        Err(e) => tracing::info!(error = %e, "closed with error"),
     }
 }
 

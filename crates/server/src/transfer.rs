@@ -56,7 +56,9 @@ where
         converter.finish(&mut converted);
         to.write_all(&converted).await?;
     }
-    to.flush().await?;
+    // Flushes; on a TLS data connection also sends close_notify, which
+    // tells the client the file is complete.
+    to.shutdown().await?;
     Ok(total)
 }
 
@@ -122,7 +124,7 @@ pub async fn send_listing<W: AsyncWrite + Unpin>(
         out.write_all(b"\r\n").await?;
         total += line.len() as u64 + 2;
     }
-    out.flush().await?;
+    out.shutdown().await?;
     Ok(total)
 }
 

@@ -279,6 +279,36 @@ async fn failed_logins_are_delayed_then_the_session_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_address_with_too_many_failed_logins_is_locked_out() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_failed_logins_per_ip = 4;
+        c.limits.lockout_seconds = 2;
+    })
+    .await;
+    // Four failures over two sessions from 127.0.0.2.
+    for _ in 0..2 {
+        let mut c = RawClient::connect_from(server.addr, Some(lo(2))).await;
+        for _ in 0..2 {
+            c.expect("USER alice", 331).await;
+            c.expect("PASS wrong", 530).await;
+        }
+    }
+    // Now even the right password is refused from there, but not elsewhere.
+    let mut c = RawClient::connect_from(server.addr, Some(lo(2))).await;
+    c.expect("USER alice", 331).await;
+    let text = c.expect("PASS alice-pw", 530).await;
+    assert!(text.contains("Too many failed logins"), "{text}");
+    let mut other = RawClient::connect_from(server.addr, Some(lo(3))).await;
+    other.expect("USER alice", 331).await;
+    other.expect("PASS alice-pw", 230).await;
+    // The lockout ends.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut c = RawClient::connect_from(server.addr, Some(lo(2))).await;
+    c.expect("USER alice", 331).await;
+    c.expect("PASS alice-pw", 230).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn users_file_changes_apply_without_restart() {
     let server = TestServer::start().await;
     let carol = format!(

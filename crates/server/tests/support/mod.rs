@@ -72,6 +72,8 @@ impl TestServer {
                 max: base + 9,
             };
             config.limits.failed_login_delay_ms = 10;
+            // Tests log in wrongly on purpose; the lockout has its own test.
+            config.limits.max_failed_logins_per_ip = 1000;
             adjust(&mut config);
             let ports = config.passive.ports;
             match Server::bind(config).await {

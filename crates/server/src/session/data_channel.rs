@@ -1,0 +1,180 @@
+//! Setting up data connections: PASV, EPSV, PORT and EPRT, then opening
+//! the connection when a transfer command needs it.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::{DataChannel, Session, TLS_HANDSHAKE_TIMEOUT};
+use crate::command::EpsvArg;
+use crate::passive::Reservation;
+use crate::reply::Reply;
+use crate::stream::MaybeTls;
+use crate::tls::TlsMode;
+
+impl Session {
+    pub(super) async fn passive(&mut self) -> Reply {
+        if self.epsv_all {
+            return Reply::new(503, "EPSV ALL in effect; use EPSV");
+        }
+        self.data = DataChannel::None;
+        let ip = match self
+            .shared
+            .addresses
+            .for_client(self.peer.ip(), self.local.ip())
+            .await
+        {
+            Ok(ip) => ip,
+            Err(e) => {
+                self.shared.metrics.refusal("address_unknown");
+                return Reply::new(425, e.to_string());
+            }
+        };
+        let reservation = match self.reserve_port() {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let port = reservation.port;
+        self.data = DataChannel::Passive(reservation);
+        let [a, b, c, d] = ip.octets();
+        Reply::new(
+            227,
+            format!(
+                "Entering Passive Mode ({a},{b},{c},{d},{},{})",
+                port >> 8,
+                port & 0xff
+            ),
+        )
+    }
+
+    pub(super) fn extended_passive(&mut self, arg: EpsvArg) -> Reply {
+        let family = if self.local.ip().to_canonical().is_ipv4() {
+            1
+        } else {
+            2
+        };
+        match arg {
+            EpsvArg::All => {
+                self.epsv_all = true;
+                return Reply::new(200, "EPSV ALL accepted");
+            }
+            EpsvArg::Protocol(p) if p != family => {
+                return Reply::new(
+                    522,
+                    format!("Network protocol not supported, use ({family})"),
+                );
+            }
+            _ => {}
+        }
+        self.data = DataChannel::None;
+        match self.reserve_port() {
+            Ok(reservation) => {
+                let port = reservation.port;
+                self.data = DataChannel::Passive(reservation);
+                Reply::new(229, format!("Entering Extended Passive Mode (|||{port}|)"))
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    fn reserve_port(&self) -> Result<Reservation, Reply> {
+        self.shared.passive.reserve(self.peer.ip()).map_err(|e| {
+            tracing::warn!(client = %self.peer.ip(), "passive pool exhausted");
+            self.shared.metrics.refusal("pool_exhausted");
+            Reply::new(425, format!("Cannot open passive connection: {e}"))
+        })
+    }
+
+    pub(super) fn active(&mut self, target: SocketAddr) -> Reply {
+        if !self.shared.config.active.enabled {
+            return Reply::new(
+                502,
+                "Active mode is disabled on this server; use PASV or EPSV",
+            );
+        }
+        if self.epsv_all {
+            return Reply::new(503, "EPSV ALL in effect; use EPSV");
+        }
+        // No FTP bounce: data may only go back to the client itself, and
+        // never to a privileged port.
+        if target.ip().to_canonical() != self.peer.ip().to_canonical() {
+            return Reply::new(
+                500,
+                "Illegal PORT command: the address must be the client's own",
+            );
+        }
+        if target.port() < 1024 {
+            return Reply::new(500, "Illegal PORT command: privileged port");
+        }
+        self.data = DataChannel::Active(target);
+        Reply::new(200, "PORT command successful")
+    }
+
+    /// The data connection for a transfer command, TLS-wrapped under PROT
+    /// P, or the reply explaining why there is none.
+    pub(super) async fn open_data(&mut self) -> Result<MaybeTls, Reply> {
+        if self.shared.config.tls.mode == TlsMode::Required && !self.protect_data {
+            self.data = DataChannel::None;
+            return Err(Reply::new(
+                521,
+                "Data connections must be protected: send PBSZ 0 and PROT P",
+            ));
+        }
+        let tcp = self
+            .connect_data()
+            .await
+            .inspect_err(|_| self.shared.metrics.refusal("not_opened"))?;
+        let Some(config) = self.tls.clone().filter(|_| self.protect_data) else {
+            return Ok(MaybeTls::Plain(tcp));
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, MaybeTls::accept(tcp, config)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "TLS handshake on the data connection failed");
+                Err(Reply::new(
+                    522,
+                    "TLS handshake on the data connection failed",
+                ))
+            }
+            Err(_) => Err(Reply::new(
+                522,
+                "TLS handshake on the data connection timed out",
+            )),
+        }
+    }
+
+    async fn connect_data(&mut self) -> Result<TcpStream, Reply> {
+        let timeout = Duration::from_secs(self.shared.config.passive.data_connect_timeout_seconds);
+        match std::mem::replace(&mut self.data, DataChannel::None) {
+            DataChannel::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
+            DataChannel::Passive(reservation) => {
+                match tokio::time::timeout(timeout, reservation.accept()).await {
+                    Ok(Some(stream)) => Ok(stream),
+                    _ => Err(Reply::new(425, "Data connection was not opened")),
+                }
+            }
+            DataChannel::Active(target) => {
+                let connect = async {
+                    let socket = if target.is_ipv4() {
+                        TcpSocket::new_v4()?
+                    } else {
+                        TcpSocket::new_v6()?
+                    };
+                    let local_ip: IpAddr = match (self.local.ip().to_canonical(), target.is_ipv4())
+                    {
+                        (ip @ IpAddr::V4(_), true) | (ip @ IpAddr::V6(_), false) => ip,
+                        _ => return Err(io::Error::other("address family mismatch")),
+                    };
+                    socket.bind(SocketAddr::new(local_ip, 0))?;
+                    socket.connect(target).await
+                };
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(stream)) => Ok(stream),
+                    _ => Err(Reply::new(425, "Cannot connect to your data port")),
+                }
+            }
+        }
+    }
+}

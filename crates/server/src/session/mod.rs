@@ -1,0 +1,580 @@
+//! One control connection: login, then commands until QUIT.
+//!
+//! Commands run one at a time. A transfer runs while the control connection
+//! is still read, so ABOR, STAT and NOOP are answered mid-transfer; any other
+//! command waits until the transfer's final reply (RFC 959 §4.1.3).
+//!
+//! - this file: the command loop, login and file commands;
+//! - `data_channel`: PASV, EPSV, PORT, EPRT and opening data connections;
+//! - `transfers`: LIST, RETR, STOR and friends, supervised for ABOR;
+//! - `security`: AUTH TLS, PBSZ and PROT (RFC 4217).
+
+mod data_channel;
+mod security;
+mod transfers;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::net::TcpStream;
+
+use crate::command::{self, Command, TransferType};
+use crate::control::{ControlConn, Line};
+use crate::listing::{self, Entry};
+use crate::passive::Reservation;
+use crate::reply::Reply;
+use crate::server::Shared;
+use crate::storage::{Storage, StorageError, UploadMode};
+use crate::stream::MaybeTls;
+use crate::tls::TlsMode;
+use crate::users::{self, Account};
+use crate::vpath::VPath;
+use transfers::ListKind;
+
+/// How long a client has to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the session does after a command.
+enum Flow {
+    Continue,
+    Close,
+}
+
+enum Auth {
+    Anonymous,
+    /// USER given, waiting for PASS.
+    UserGiven(String),
+    LoggedIn {
+        account: Account,
+        storage: Storage,
+    },
+}
+
+/// How the next transfer gets its data connection.
+enum DataChannel {
+    None,
+    Passive(Reservation),
+    Active(SocketAddr),
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    control_fd: RawFd,
+    control: ControlConn<MaybeTls>,
+    /// The TLS configuration of this session once the control connection is
+    /// protected; data connections use the same one (and its session cache).
+    tls: Option<Arc<ServerConfig>>,
+    pbsz_done: bool,
+    /// PROT P: data connections are TLS too.
+    protect_data: bool,
+    auth: Auth,
+    failed_logins: u32,
+    cwd: VPath,
+    transfer_type: TransferType,
+    data: DataChannel,
+    epsv_all: bool,
+    restart_at: u64,
+    rename_from: Option<VPath>,
+    /// A command that arrived during a transfer, handled after it.
+    deferred: Option<Line>,
+    /// The code of the last reply sent, for metrics.
+    last_code: u16,
+}
+
+impl Session {
+    /// Prepares a session on an accepted connection; with `implicit_tls`
+    /// the TLS handshake comes first (implicit FTPS).
+    pub async fn start(
+        shared: Arc<Shared>,
+        tcp: TcpStream,
+        implicit_tls: bool,
+    ) -> io::Result<Session> {
+        let peer = tcp.peer_addr()?;
+        let local = tcp.local_addr()?;
+        // Replies are small, complete writes: send each at once. With Nagle,
+        // a 226 right after a 150 waits for the client's delayed ACK (40 ms).
+        tcp.set_nodelay(true)?;
+        let control_fd = tcp.as_raw_fd();
+        let (stream, tls) = match (implicit_tls, &shared.tls) {
+            (true, Some(tls)) => {
+                let config = tls.borrow().clone();
+                let accept = MaybeTls::accept(tcp, config.clone());
+                let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept)
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
+                (stream, Some(config))
+            }
+            _ => (MaybeTls::Plain(tcp), None),
+        };
+        Ok(Session {
+            shared,
+            peer,
+            local,
+            control_fd,
+            control: ControlConn::new(stream),
+            // Implicit FTPS protects data connections from the start.
+            protect_data: tls.is_some(),
+            pbsz_done: tls.is_some(),
+            tls,
+            auth: Auth::Anonymous,
+            failed_logins: 0,
+            cwd: VPath::root(),
+            transfer_type: TransferType::Binary,
+            data: DataChannel::None,
+            epsv_all: false,
+            restart_at: 0,
+            rename_from: None,
+            deferred: None,
+            last_code: 0,
+        })
+    }
+
+    /// Serves the connection until QUIT, timeout, shutdown, error or close.
+    pub async fn run(mut self) -> io::Result<()> {
+        self.reply(220, "kubeftp ready").await?;
+        let idle = self.shared.config.limits.idle_timeout();
+        let draining = self.shared.draining.clone();
+        loop {
+            let line = match self.deferred.take() {
+                Some(line) => line,
+                None => tokio::select! {
+                    biased;
+                    _ = draining.cancelled() => {
+                        self.reply(421, "Server is shutting down, closing control connection").await?;
+                        return Ok(());
+                    }
+                    line = tokio::time::timeout(idle, self.control.next_line()) => match line {
+                        Ok(line) => line?,
+                        Err(_) => {
+                            self.reply(421, "Idle timeout, closing control connection").await?;
+                            return Ok(());
+                        }
+                    },
+                },
+            };
+            let text = match line {
+                Line::Closed => return Ok(()),
+                Line::TooLong => {
+                    self.reply(500, "Command line too long").await?;
+                    continue;
+                }
+                Line::NotUtf8 => {
+                    self.reply(500, "Command is not valid UTF-8").await?;
+                    continue;
+                }
+                Line::Command(text) => text,
+            };
+            let command = match command::parse(&text) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.reply(e.code(), e.text()).await?;
+                    self.shared.metrics.command("invalid", e.code());
+                    continue;
+                }
+            };
+            let verb = text
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let flow = self.handle(command).await?;
+            self.shared.metrics.command(&verb, self.last_code);
+            if let Flow::Close = flow {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn reply(&mut self, code: u16, text: impl Into<String>) -> io::Result<()> {
+        self.send(Reply::new(code, text)).await
+    }
+
+    async fn send(&mut self, reply: Reply) -> io::Result<()> {
+        self.last_code = reply.code;
+        self.control.send(&reply).await
+    }
+
+    async fn handle(&mut self, command: Command) -> io::Result<Flow> {
+        // RNFR applies only to the command right after it. REST waits for
+        // the next transfer command: clients send PASV between the two.
+        let rename_from = self.rename_from.take();
+        let restart_at = if command.is_transfer() {
+            std::mem::take(&mut self.restart_at)
+        } else {
+            self.restart_at
+        };
+
+        let (account, storage) = match &self.auth {
+            Auth::LoggedIn { account, storage } => (account.clone(), storage.clone()),
+            _ if command.allowed_before_login() => return self.handle_before_login(command).await,
+            _ => {
+                self.reply(530, "Please log in with USER and PASS").await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let resolve = |p: &str| self.cwd.resolve(p);
+
+        let reply = match command {
+            Command::Pass(_) => Reply::new(503, "Already logged in"),
+            Command::User(_) => {
+                // Switching user: start over.
+                self.auth = Auth::Anonymous;
+                self.cwd = VPath::root();
+                return self.handle_before_login(command).await;
+            }
+            Command::Quit
+            | Command::Noop
+            | Command::Syst
+            | Command::Feat
+            | Command::Opts(_)
+            | Command::Help
+            | Command::Auth(_)
+            | Command::Pbsz(_)
+            | Command::Prot(_) => {
+                return self.handle_before_login(command).await;
+            }
+            Command::Pwd => Reply::new(
+                257,
+                format!("{} is the current directory", quote(&self.cwd)),
+            ),
+            Command::Cwd(p) => self.change_dir(resolve(&p), &storage, 250).await,
+            Command::Cdup => self.change_dir(self.cwd.parent(), &storage, 200).await,
+            Command::Mkd(p) => {
+                let path = resolve(&p);
+                match storage.mkdir(&path).await {
+                    Ok(()) => Reply::new(257, format!("{} created", quote(&path))),
+                    Err(e) => e.reply(),
+                }
+            }
+            Command::Rmd(p) => done(storage.rmdir(&resolve(&p)).await, "Directory removed"),
+            Command::Dele(p) => done(storage.delete(&resolve(&p)).await, "File deleted"),
+            Command::Rnfr(p) => {
+                let path = resolve(&p);
+                match storage.entry(&path).await {
+                    _ if storage.read_only() => StorageError::ReadOnly.reply(),
+                    Ok(_) => {
+                        self.rename_from = Some(path);
+                        Reply::new(350, "Ready for RNTO")
+                    }
+                    Err(e) => e.reply(),
+                }
+            }
+            Command::Rnto(p) => match rename_from {
+                None => Reply::new(503, "Send RNFR first"),
+                Some(from) => done(storage.rename(&from, &resolve(&p)).await, "Renamed"),
+            },
+            Command::Type(t) => {
+                self.transfer_type = t;
+                let name = if t == TransferType::Ascii {
+                    "ASCII"
+                } else {
+                    "binary"
+                };
+                Reply::new(200, format!("Type set to {name}"))
+            }
+            Command::Mode => Reply::new(200, "Mode set to S"),
+            Command::Stru => Reply::new(200, "Structure set to F"),
+            Command::Allo => Reply::new(202, "No storage allocation necessary"),
+            Command::Rest(offset) => {
+                self.restart_at = offset;
+                Reply::new(350, format!("Restarting at {offset}; send RETR or STOR"))
+            }
+            Command::Abor => {
+                self.data = DataChannel::None;
+                Reply::new(225, "No transfer to abort")
+            }
+            Command::Size(p) => match storage.entry(&resolve(&p)).await {
+                Ok(e) if e.is_dir => StorageError::NotAFile.reply(),
+                Ok(e) => Reply::new(213, e.size.to_string()),
+                Err(e) => e.reply(),
+            },
+            Command::Mdtm(p) => match storage.entry(&resolve(&p)).await {
+                Ok(e) => Reply::new(213, listing::timestamp(e.modified)),
+                Err(e) => e.reply(),
+            },
+            Command::Mlst(p) => {
+                let path = p.map(|p| resolve(&p)).unwrap_or_else(|| self.cwd.clone());
+                match storage.entry(&path).await {
+                    Ok(e) => {
+                        let facts = listing::mlsx_facts(
+                            &Entry {
+                                name: path.to_string(),
+                                ..e
+                            },
+                            !storage.read_only(),
+                        );
+                        Reply::multi(250, "Listing", vec![format!(" {facts}")], "End")
+                    }
+                    Err(e) => e.reply(),
+                }
+            }
+            Command::Stat(None) => self.status(&account),
+            Command::Stat(Some(p)) => self.stat_path(&storage, resolve(&p)).await,
+            Command::Pasv => self.passive().await,
+            Command::Epsv(arg) => self.extended_passive(arg),
+            Command::Port(addr) | Command::Eprt(addr) => self.active(addr),
+            Command::List(p) => {
+                return self
+                    .list(ListKind::List, p.map(|p| resolve(&p)), &storage)
+                    .await;
+            }
+            Command::Nlst(p) => {
+                return self
+                    .list(ListKind::Nlst, p.map(|p| resolve(&p)), &storage)
+                    .await;
+            }
+            Command::Mlsd(p) => {
+                return self
+                    .list(ListKind::Mlsd, p.map(|p| resolve(&p)), &storage)
+                    .await;
+            }
+            Command::Retr(p) => return self.retrieve(resolve(&p), restart_at, &storage).await,
+            Command::Stor(p) => {
+                let mode = if restart_at > 0 {
+                    UploadMode::Resume(restart_at)
+                } else {
+                    UploadMode::Replace
+                };
+                return self.store(resolve(&p), mode, false, &storage).await;
+            }
+            Command::Appe(p) => {
+                return self
+                    .store(resolve(&p), UploadMode::Append, false, &storage)
+                    .await;
+            }
+            Command::Stou => match storage.unique_name(&self.cwd).await {
+                Ok(path) => return self.store(path, UploadMode::Replace, true, &storage).await,
+                Err(e) => e.reply(),
+            },
+        };
+        self.send(reply).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Commands that work the same logged in or not.
+    async fn handle_before_login(&mut self, command: Command) -> io::Result<Flow> {
+        let tls_required = self.shared.config.tls.mode == TlsMode::Required;
+        let reply = match command {
+            Command::Quit => {
+                self.reply(221, "Goodbye").await?;
+                return Ok(Flow::Close);
+            }
+            Command::User(_) | Command::Pass(_) if tls_required && self.tls.is_none() => {
+                Reply::new(530, "This server requires TLS: send AUTH TLS first")
+            }
+            Command::User(name) => {
+                let text = if users::is_anonymous_name(&name) {
+                    "Anonymous login: send your e-mail address as password"
+                } else {
+                    "Password required"
+                };
+                self.auth = Auth::UserGiven(name);
+                Reply::new(331, text)
+            }
+            Command::Pass(password) => return self.login(password).await,
+            Command::Auth(mechanism) => return self.auth_tls(&mechanism).await,
+            Command::Pbsz(size) => self.pbsz(&size),
+            Command::Prot(level) => self.prot(&level),
+            Command::Noop => Reply::new(200, "OK"),
+            Command::Syst => Reply::new(215, "UNIX Type: L8"),
+            Command::Feat => {
+                let tls = if self.shared.tls.is_some() {
+                    TLS_FEATURES
+                } else {
+                    &[]
+                };
+                let mut features: Vec<&str> = FEATURES.iter().chain(tls).copied().collect();
+                features.sort_unstable();
+                let body = features.iter().map(|f| format!(" {f}")).collect();
+                Reply::multi(211, "Features:", body, "End")
+            }
+            Command::Opts(opt) => {
+                let upper = opt.to_ascii_uppercase();
+                if upper == "UTF8 ON" || upper == "UTF8" {
+                    Reply::new(200, "Always in UTF8 mode")
+                } else if upper.starts_with("MLST") {
+                    Reply::new(200, "MLST OPTS type;size;modify;perm;")
+                } else {
+                    Reply::new(501, "Option not understood")
+                }
+            }
+            Command::Help => Reply::multi(
+                214,
+                "Commands recognised:",
+                vec![format!(" {HELP}")],
+                "Help OK",
+            ),
+            _ => Reply::new(530, "Please log in with USER and PASS"),
+        };
+        self.send(reply).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn login(&mut self, password: String) -> io::Result<Flow> {
+        let Auth::UserGiven(name) = std::mem::replace(&mut self.auth, Auth::Anonymous) else {
+            self.reply(503, "Send USER first").await?;
+            return Ok(Flow::Continue);
+        };
+        let limits = self.shared.config.limits.clone();
+        let client = self.peer.ip();
+        if self.shared.logins.is_locked(client) {
+            // No hash is verified for a locked-out address.
+            tracing::warn!(user = %name, "login refused: too many failures from this address");
+            self.shared.metrics.login(false);
+            self.reply(
+                530,
+                "Too many failed logins from your address; try again later",
+            )
+            .await?;
+            return Ok(Flow::Close);
+        }
+        let Some(account) = self.authenticate(&name, password).await else {
+            self.failed_logins += 1;
+            self.shared.metrics.login(false);
+            let locked = self.shared.logins.failed(client);
+            tracing::warn!(user = %name, attempt = self.failed_logins, locked_out = locked, "login failed");
+            tokio::time::sleep(Duration::from_millis(limits.failed_login_delay_ms)).await;
+            self.reply(530, "Login incorrect").await?;
+            if locked || self.failed_logins >= limits.max_login_attempts {
+                self.reply(421, "Too many failed logins, closing control connection")
+                    .await?;
+                return Ok(Flow::Close);
+            }
+            return Ok(Flow::Continue);
+        };
+        let root = self.shared.config.root.clone();
+        let (home, read_only) = (account.home.clone(), account.read_only);
+        let storage =
+            tokio::task::spawn_blocking(move || Storage::open(&root, &home, read_only)).await?;
+        match storage {
+            Ok(storage) => {
+                self.shared.logins.succeeded(client);
+                self.shared.metrics.login(true);
+                tracing::Span::current().record("user", account.name.as_str());
+                tracing::info!(
+                    read_only = account.read_only,
+                    tls = self.tls.is_some(),
+                    "logged in"
+                );
+                self.cwd = VPath::root();
+                self.auth = Auth::LoggedIn { account, storage };
+                self.reply(230, "Logged in").await?;
+            }
+            Err(e) => {
+                tracing::error!(user = %account.name, error = %e, "cannot open home directory");
+                self.reply(530, "Home directory unavailable").await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn authenticate(&self, name: &str, password: String) -> Option<Account> {
+        let config = &self.shared.config;
+        if users::is_anonymous_name(name) {
+            return config.anonymous.enabled.then(|| Account {
+                name: "anonymous".into(),
+                home: config.anonymous.home.clone(),
+                read_only: true,
+            });
+        }
+        let db = self.shared.users.as_ref()?.borrow().clone();
+        let name = name.to_string();
+        // Hash verification is deliberately slow: keep it off the runtime.
+        tokio::task::spawn_blocking(move || db.verify(&name, &password))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn change_dir(&mut self, path: VPath, storage: &Storage, code: u16) -> Reply {
+        match storage.entry(&path).await {
+            Ok(e) if e.is_dir => {
+                self.cwd = path;
+                Reply::new(code, format!("Directory is now {}", quote(&self.cwd)))
+            }
+            Ok(_) => Reply::new(550, "Not a directory"),
+            Err(e) => e.reply(),
+        }
+    }
+
+    fn status(&self, account: &Account) -> Reply {
+        let body = vec![
+            format!(" Connected from {}", self.peer.ip()),
+            format!(
+                " Logged in as {}{}",
+                account.name,
+                if account.read_only {
+                    " (read-only)"
+                } else {
+                    ""
+                }
+            ),
+            format!(" TYPE: {:?}", self.transfer_type),
+            format!(" Passive ports: {}", self.shared.config.passive.ports),
+        ];
+        Reply::multi(211, "kubeftp status:", body, "End of status")
+    }
+
+    async fn stat_path(&self, storage: &Storage, path: VPath) -> Reply {
+        /// STAT answers on the control connection; keep it bounded.
+        const MAX_LINES: usize = 10_000;
+        let mut entries = match storage.list(&path).await {
+            Ok(rx) => rx,
+            Err(e) => return e.reply(),
+        };
+        let now = std::time::SystemTime::now();
+        let mut lines = Vec::new();
+        while let Some(entry) = entries.recv().await {
+            match entry {
+                Ok(e) if lines.len() < MAX_LINES => {
+                    lines.push(listing::ls_line(&e, !storage.read_only(), now))
+                }
+                Ok(_) => {
+                    lines.push("(listing truncated; use LIST)".into());
+                    break;
+                }
+                Err(e) => return StorageError::Io(e).reply(),
+            }
+        }
+        Reply::multi(213, format!("Status of {path}:"), lines, "End of status")
+    }
+}
+
+const FEATURES: &[&str] = &[
+    "EPRT",
+    "EPSV",
+    "MDTM",
+    "MLST type*;size*;modify*;perm*;",
+    "PASV",
+    "REST STREAM",
+    "SIZE",
+    "TVFS",
+    "UTF8",
+];
+
+/// Added to FEAT when TLS is configured (RFC 4217 §6).
+const TLS_FEATURES: &[&str] = &["AUTH TLS", "PBSZ", "PROT"];
+
+const HELP: &str = "ABOR ALLO APPE AUTH CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MKD MLSD MLST MODE NLST \
+                    NOOP OPTS PASS PASV PBSZ PORT PROT PWD QUIT REST RETR RMD RNFR RNTO SIZE STAT STOR STOU \
+                    STRU SYST TYPE USER";
+
+/// A path in a 257 reply: quoted, with embedded quotes doubled (RFC 959).
+fn quote(path: &VPath) -> String {
+    format!("\"{}\"", path.to_string().replace('"', "\"\""))
+}
+
+fn done(result: Result<(), StorageError>, ok: &str) -> Reply {
+    match result {
+        Ok(()) => Reply::new(250, ok),
+        Err(e) => e.reply(),
+    }
+}

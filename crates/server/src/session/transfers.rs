@@ -1,0 +1,301 @@
+//! Transfer commands (LIST, NLST, MLSD, RETR, STOR, APPE, STOU): each runs
+//! under `supervise`, which keeps answering the control connection so ABOR
+//! and STAT work mid-transfer.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{DataChannel, Flow, Session};
+use crate::command::{self, Command, TransferType};
+use crate::control::Line;
+use crate::listing::{self, Entry};
+use crate::reply::Reply;
+use crate::storage::{Storage, StorageError, UploadMode};
+use crate::transfer::{self, Direction, Progress};
+use crate::vpath::VPath;
+
+/// How a supervised transfer ended.
+pub(super) enum Outcome<T> {
+    Finished(io::Result<T>),
+    Aborted,
+    ControlClosed,
+    /// The shutdown grace period ran out.
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ListKind {
+    List,
+    Nlst,
+    Mlsd,
+}
+
+impl Session {
+    pub(super) async fn list(
+        &mut self,
+        kind: ListKind,
+        path: Option<VPath>,
+        storage: &Storage,
+    ) -> io::Result<Flow> {
+        let path = path.unwrap_or_else(|| self.cwd.clone());
+        let entries = match storage.list(&path).await {
+            Ok(rx) => rx,
+            Err(e) => return self.finish_early(e.reply()).await,
+        };
+        if kind == ListKind::Mlsd && !storage.is_dir(&path).await {
+            return self
+                .finish_early(Reply::new(501, "MLSD needs a directory"))
+                .await;
+        }
+        let data = match self.open_data().await {
+            Ok(d) => d,
+            Err(reply) => return self.finish_early(reply).await,
+        };
+        self.reply(150, "Here comes the directory listing").await?;
+        let writable = !storage.read_only();
+        let now = std::time::SystemTime::now();
+        let format = move |e: &Entry| match kind {
+            ListKind::List => listing::ls_line(e, writable, now),
+            ListKind::Nlst => e.name.clone(),
+            ListKind::Mlsd => listing::mlsx_facts(e, writable),
+        };
+        let job = transfer::send_listing(entries, data, format);
+        let outcome = self.supervise(job, &Progress::default()).await?;
+        self.conclude(outcome.map(|_| ()), "Directory send OK")
+            .await
+    }
+
+    pub(super) async fn retrieve(
+        &mut self,
+        path: VPath,
+        offset: u64,
+        storage: &Storage,
+    ) -> io::Result<Flow> {
+        let (file, size) = match storage.open_read(&path, offset).await {
+            Ok(f) => f,
+            Err(e) => return self.finish_early(e.reply()).await,
+        };
+        let data = match self.open_data().await {
+            Ok(d) => d,
+            Err(reply) => return self.finish_early(reply).await,
+        };
+        let mode = self.mode_name();
+        self.reply(
+            150,
+            format!("Opening {mode} mode data connection for {path} ({size} bytes)"),
+        )
+        .await?;
+        let started = Instant::now();
+        let progress = Progress::default();
+        let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Outbound);
+        let outcome = self
+            .supervise(
+                transfer::copy(file, data, ascii, progress.clone()),
+                &progress,
+            )
+            .await?;
+        self.log_transfer("RETR", &path, &progress, started, &outcome);
+        self.conclude(outcome.map(|_| ()), "Transfer complete")
+            .await
+    }
+
+    pub(super) async fn store(
+        &mut self,
+        path: VPath,
+        mode: UploadMode,
+        unique: bool,
+        storage: &Storage,
+    ) -> io::Result<Flow> {
+        let mut upload = match storage.begin_upload(&path, mode).await {
+            Ok(u) => u,
+            Err(e) => return self.finish_early(e.reply()).await,
+        };
+        let data = match self.open_data().await {
+            Ok(d) => d,
+            Err(reply) => return self.finish_early(reply).await,
+        };
+        let name = path.file_name().unwrap_or_default().to_string();
+        let opening = if unique {
+            format!("FILE: {name}")
+        } else {
+            format!(
+                "Opening {} mode data connection for {path}",
+                self.mode_name()
+            )
+        };
+        self.reply(150, opening).await?;
+        let started = Instant::now();
+        let progress = Progress::default();
+        let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Inbound);
+        let job = {
+            let progress = progress.clone();
+            async move {
+                transfer::copy(data, upload.file(), ascii, progress).await?;
+                Ok(upload)
+            }
+        };
+        let outcome = match self.supervise(job, &progress).await? {
+            // The data stream ended cleanly, but if the control connection
+            // is gone the client died mid-upload: do not commit.
+            Outcome::Finished(Ok(_)) if self.control_hung_up() => Outcome::ControlClosed,
+            Outcome::Finished(Ok(upload)) => {
+                Outcome::Finished(upload.commit().await.map_err(|e| match e {
+                    StorageError::Io(io) => io,
+                    other => io::Error::other(other),
+                }))
+            }
+            other => other.map(|_| ()),
+        };
+        self.log_transfer("STOR", &path, &progress, started, &outcome);
+        let done = if unique {
+            format!("Transfer complete (unique file name: {name})")
+        } else {
+            "Transfer complete".into()
+        };
+        self.conclude(outcome, &done).await
+    }
+
+    /// Runs a transfer while still answering the control connection.
+    async fn supervise<T>(
+        &mut self,
+        job: impl std::future::Future<Output = io::Result<T>>,
+        progress: &Progress,
+    ) -> io::Result<Outcome<T>> {
+        tokio::pin!(job);
+        let stopping = self.shared.stopping.clone();
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                result = &mut job => return Ok(Outcome::Finished(result)),
+                _ = stopping.cancelled() => return Ok(Outcome::ShuttingDown),
+                line = self.control.next_line(), if reading => {
+                    let line = line?;
+                    let command = match &line {
+                        Line::Closed => return Ok(Outcome::ControlClosed),
+                        Line::Command(text) => command::parse(text).ok(),
+                        Line::TooLong | Line::NotUtf8 => None,
+                    };
+                    match command {
+                        Some(Command::Abor) => return Ok(Outcome::Aborted),
+                        Some(Command::Noop) => self.reply(200, "OK").await?,
+                        Some(Command::Stat(None)) => {
+                            let moved = progress.load(Ordering::Relaxed);
+                            self.reply(213, format!("Transfer in progress, {moved} bytes so far")).await?;
+                        }
+                        _ => {
+                            // Anything else (QUIT included) is answered
+                            // after the transfer's final reply.
+                            self.deferred = Some(line);
+                            reading = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The final reply of a transfer.
+    async fn conclude(&mut self, outcome: Outcome<()>, success: &str) -> io::Result<Flow> {
+        match outcome {
+            Outcome::Finished(Ok(())) => self.reply(226, success).await?,
+            Outcome::Finished(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                self.reply(452, "Insufficient storage space").await?
+            }
+            Outcome::Finished(Err(_)) => {
+                self.reply(426, "Connection closed; transfer aborted")
+                    .await?
+            }
+            Outcome::Aborted => {
+                self.reply(426, "Transfer aborted").await?;
+                self.reply(226, "ABOR successful").await?;
+            }
+            Outcome::ControlClosed => return Ok(Flow::Close),
+            Outcome::ShuttingDown => {
+                self.reply(426, "Transfer aborted: the server is shutting down")
+                    .await?;
+                self.reply(421, "Server is shutting down, closing control connection")
+                    .await?;
+                return Ok(Flow::Close);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// A transfer command that failed before any data moved. The data
+    /// channel it would have used is spent either way.
+    async fn finish_early(&mut self, reply: Reply) -> io::Result<Flow> {
+        self.data = DataChannel::None;
+        self.send(reply).await?;
+        Ok(Flow::Continue)
+    }
+
+    fn mode_name(&self) -> &'static str {
+        if self.transfer_type == TransferType::Ascii {
+            "ASCII"
+        } else {
+            "BINARY"
+        }
+    }
+
+    /// Whether the client has closed its side of the control connection.
+    fn control_hung_up(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.control_fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout; the fd is owned by
+        // `self.control` and outlives this call.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
+    fn log_transfer<T>(
+        &self,
+        op: &str,
+        path: &VPath,
+        progress: &Progress,
+        started: Instant,
+        outcome: &Outcome<T>,
+    ) {
+        let (result, error) = match outcome {
+            Outcome::Finished(Ok(_)) => ("ok", None),
+            Outcome::Finished(Err(e)) => ("failed", Some(e.to_string())),
+            Outcome::Aborted => ("aborted", None),
+            Outcome::ControlClosed => ("interrupted", None),
+            Outcome::ShuttingDown => ("shutdown", None),
+        };
+        let bytes = progress.load(Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        let direction = if op == "STOR" { "in" } else { "out" };
+        self.shared
+            .metrics
+            .transfer(op, direction, bytes, elapsed.as_secs_f64());
+        tracing::info!(
+            op,
+            path = %path,
+            bytes,
+            duration_ms = elapsed.as_millis() as u64,
+            result,
+            error,
+            "transfer"
+        );
+    }
+}
+
+impl<T> Outcome<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Finished(r) => Outcome::Finished(r.map(f)),
+            Outcome::Aborted => Outcome::Aborted,
+            Outcome::ControlClosed => Outcome::ControlClosed,
+            Outcome::ShuttingDown => Outcome::ShuttingDown,
+        }
+    }
+}
