@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps run fmt-check tools cluster-up cluster-down
+.PHONY: test deps run fmt-check tools cluster-up cluster-down crds
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
 deps:
@@ -33,3 +33,7 @@ cluster-up: tools
 ## Stop the control plane started by cluster-up and remove its files.
 cluster-down:
 	@$(CARGO) run -q -p kubeftp-testenv-cli -- down --dir $(CLUSTER_DIR)
+
+## Regenerate the FtpServer CRD (crds/ and the Helm chart) from crates/api.
+crds:
+	$(CARGO) run -q -p kubeftp-operator -- crd > crds/ftpserver.yaml

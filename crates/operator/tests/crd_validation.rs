@@ -1,0 +1,239 @@
+//! The apiserver refuses bad FtpServer specs at `kubectl apply`, with a
+//! message that says what to fix. Each case starts from a valid spec and
+//! changes one thing.
+
+mod support;
+
+use anyhow::{Result, bail};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kubeftp_testenv::shared_namespace;
+use serde_json::{Value, json};
+
+fn ftp_api(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("kubeftp.dev", "v1alpha1", "FtpServer");
+    Api::namespaced_with(client, namespace, &ApiResource::from_gvk(&gvk))
+}
+
+fn valid(name: &str) -> Value {
+    json!({
+        "apiVersion": "kubeftp.dev/v1alpha1",
+        "kind": "FtpServer",
+        "metadata": {"name": name},
+        "spec": {
+            "users": {"secretName": "ftp-users"},
+            "storage": {"emptyDir": {}},
+        }
+    })
+}
+
+/// RFC 7386 merge: `patch` over `base`, `null` deletes.
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    base.remove(key);
+                } else {
+                    merge(base.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (base, patch) => *base = patch.clone(),
+    }
+}
+
+async fn create(api: &Api<DynamicObject>, object: &Value) -> kube::Result<DynamicObject> {
+    let object: DynamicObject = serde_json::from_value(object.clone()).expect("an object");
+    api.create(&PostParams::default(), &object).await
+}
+
+/// (what, change to the valid spec, text the refusal must contain)
+fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "min above max",
+            json!({"spec": {"passive": {"portRange": {"min": 30010, "max": 30000}}}}),
+            "passive.portRange.min must not exceed max",
+        ),
+        (
+            "range of 50 ports",
+            json!({"spec": {"passive": {"portRange": {"min": 30000, "max": 30049}}}}),
+            "passive.portRange may hold at most 49 ports",
+        ),
+        (
+            "privileged passive port",
+            json!({"spec": {"passive": {"portRange": {"min": 1000, "max": 1005}}}}),
+            "spec.passive.portRange.min: Invalid value: 1000: spec.passive.portRange.min in body should be greater than or equal to 1024",
+        ),
+        (
+            "port above 65535",
+            json!({"spec": {"passive": {"portRange": {"min": 65530, "max": 65536}}}}),
+            "spec.passive.portRange.max in body should be less than or equal to 65535",
+        ),
+        (
+            "control port inside the passive range",
+            json!({"spec": {"service": {"controlPort": 30005}}}),
+            "service.controlPort must lie outside passive.portRange",
+        ),
+        (
+            "passive range on the pod's control listener",
+            json!({"spec": {"passive": {"portRange": {"min": 2100, "max": 2130}}}}),
+            "passive.portRange must not include 2121 or 9090",
+        ),
+        (
+            "NodePort outside the node port range",
+            json!({"spec": {"service": {"type": "NodePort", "controlPort": 30021},
+                            "passive": {"portRange": {"min": 20000, "max": 20009}}}}),
+            "with service.type NodePort, service.controlPort and passive.portRange must lie within 30000-32767",
+        ),
+        (
+            "NodePort with a privileged control port",
+            json!({"spec": {"service": {"type": "NodePort"}}}),
+            "with service.type NodePort, service.controlPort and passive.portRange must lie within 30000-32767",
+        ),
+        (
+            "NodePort with two replicas",
+            json!({"spec": {"replicas": 2, "service": {"type": "NodePort", "controlPort": 30021}}}),
+            "service.type NodePort supports at most 1 replica",
+        ),
+        (
+            "unknown service type",
+            json!({"spec": {"service": {"type": "External"}}}),
+            "spec.service.type: Unsupported value: \"External\": supported values: \"LoadBalancer\", \"NodePort\", \"ClusterIP\"",
+        ),
+        (
+            "load balancer options on a ClusterIP service",
+            json!({"spec": {"service": {"type": "ClusterIP", "loadBalancerClass": "example.com/lb"}}}),
+            "loadBalancerClass, loadBalancerSourceRanges and allocateLoadBalancerNodePorts apply only to service.type LoadBalancer",
+        ),
+        (
+            "no storage",
+            json!({"spec": {"storage": null}}),
+            "spec.storage: Required value",
+        ),
+        (
+            "empty storage",
+            json!({"spec": {"storage": {"emptyDir": null}}}),
+            "storage needs exactly one of existingClaim, volumeClaimTemplate or emptyDir",
+        ),
+        (
+            "two storage sources",
+            json!({"spec": {"storage": {"existingClaim": {"claimName": "data"}}}}),
+            "storage needs exactly one of existingClaim, volumeClaimTemplate or emptyDir",
+        ),
+        (
+            "nobody can log in",
+            json!({"spec": {"users": null}}),
+            "set users (a Secret holding the users file) or anonymous.enabled",
+        ),
+        (
+            "advertised address that is neither IPv4 nor a DNS name",
+            json!({"spec": {"passive": {"advertisedAddress": "ftp example com"}}}),
+            "advertisedAddress must be an IPv4 address or a lowercase DNS name",
+        ),
+        (
+            "IPv6 advertised address (PASV carries IPv4 only)",
+            json!({"spec": {"passive": {"advertisedAddress": "2001:db8::1"}}}),
+            "advertisedAddress must be an IPv4 address or a lowercase DNS name",
+        ),
+        (
+            "internal CIDR that is not one",
+            json!({"spec": {"passive": {"internalCIDRs": ["10.0.0.0/8", "pods"]}}}),
+            "internalCIDRs must be CIDRs such as 10.0.0.0/8",
+        ),
+        (
+            "negative replicas",
+            json!({"spec": {"replicas": -1}}),
+            "spec.replicas in body should be greater than or equal to 0",
+        ),
+        (
+            "zero idle timeout",
+            json!({"spec": {"limits": {"idleTimeoutSeconds": 0}}}),
+            "spec.limits.idleTimeoutSeconds in body should be greater than or equal to 1",
+        ),
+        (
+            "name that cannot name a Service",
+            json!({"metadata": {"name": "1-ftp"}}),
+            "metadata.name must be at most 45 characters",
+        ),
+        (
+            "name too long for the replica Services",
+            json!({"metadata": {"name": "a".repeat(46)}}),
+            "metadata.name must be at most 45 characters",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn the_apiserver_refuses_invalid_specs_with_a_useful_message() -> Result<()> {
+    let ns = shared_namespace("crd-invalid").await?;
+    support::install_crd(&ns.client).await?;
+    let api = ftp_api(ns.client.clone(), &ns.name);
+
+    // The base is valid, so each refusal below is due to its one change.
+    create(&api, &valid("baseline")).await?;
+
+    let mut failures = Vec::new();
+    for (index, (what, change, expected)) in invalid_cases().into_iter().enumerate() {
+        let mut object = valid(&format!("case-{index}"));
+        merge(&mut object, &change);
+        match create(&api, &object).await {
+            Ok(_) => failures.push(format!("{what}: accepted")),
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                if !status.message.contains(expected) {
+                    failures.push(format!(
+                        "{what}: message {:?} lacks {expected:?}",
+                        status.message
+                    ));
+                }
+            }
+            Err(error) => failures.push(format!("{what}: unexpected error {error}")),
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn volume_claim_template_cannot_change_after_creation() -> Result<()> {
+    let ns = shared_namespace("crd-immutable").await?;
+    support::install_crd(&ns.client).await?;
+    let api = ftp_api(ns.client.clone(), &ns.name);
+    let mut object = valid("claims");
+    merge(
+        &mut object,
+        &json!({"spec": {"storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "1Gi"}}}}),
+    );
+    create(&api, &object).await?;
+
+    let grow = json!({"spec": {"storage": {"volumeClaimTemplate": {"size": "2Gi"}}}});
+    let error = api
+        .patch("claims", &PatchParams::default(), &Patch::Merge(&grow))
+        .await
+        .expect_err("the claim template is immutable");
+    assert!(
+        error.to_string().contains("storage.volumeClaimTemplate is immutable"),
+        "{error}"
+    );
+
+    let switch = json!({"spec": {"storage": {"volumeClaimTemplate": null, "emptyDir": {}}}});
+    let error = api
+        .patch("claims", &PatchParams::default(), &Patch::Merge(&switch))
+        .await
+        .expect_err("switching away from claim templates is refused");
+    assert!(
+        error
+            .to_string()
+            .contains("storage cannot switch to or from volumeClaimTemplate"),
+        "{error}"
+    );
+
+    // Other fields still change.
+    let scale = json!({"spec": {"replicas": 2}});
+    api.patch("claims", &PatchParams::default(), &Patch::Merge(&scale))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Helpers shared by the operator's control-plane tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kubeftp_api::FtpServer;
+use tokio::sync::OnceCell;
+
+/// Installs the FtpServer CRD on the process's shared control plane, once,
+/// and waits until it is served.
+pub async fn install_crd(client: &kube::Client) -> Result<()> {
+    static INSTALLED: OnceCell<()> = OnceCell::const_new();
+    INSTALLED
+        .get_or_try_init(|| async {
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            let crd = FtpServer::crd();
+            let name = crd.metadata.name.clone().expect("named");
+            crds.patch(
+                &name,
+                &PatchParams::apply("kubeftp-tests").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+            eventually("the CRD to be established", Duration::from_secs(30), || async {
+                let crd = crds.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(established)
+            })
+            .await?;
+            // Established can precede the first successful request by a moment.
+            let ftp: Api<FtpServer> = Api::all(client.clone());
+            eventually("FtpServers to be served", Duration::from_secs(30), || async {
+                Ok(ftp.list(&Default::default()).await.is_ok())
+            })
+            .await
+        })
+        .await?;
+    Ok(())
+}
+
+/// Polls `check` until it returns true, for at most `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what} did not happen within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
