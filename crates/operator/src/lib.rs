@@ -5,5 +5,8 @@
 //! A reconcile reads top to bottom: [`validate`] the spec, [`build`] the
 //! children (pure), [`apply`] them, then write the [`status`].
 
+pub mod build;
 pub mod cli;
 pub mod crd;
+pub mod labels;
+pub mod validate;

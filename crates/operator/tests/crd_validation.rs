@@ -192,7 +192,11 @@ async fn the_apiserver_refuses_invalid_specs_with_a_useful_message() -> Result<(
         }
     }
     if !failures.is_empty() {
-        bail!("{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+        bail!(
+            "{} case(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
     Ok(())
 }
@@ -215,7 +219,9 @@ async fn volume_claim_template_cannot_change_after_creation() -> Result<()> {
         .await
         .expect_err("the claim template is immutable");
     assert!(
-        error.to_string().contains("storage.volumeClaimTemplate is immutable"),
+        error
+            .to_string()
+            .contains("storage.volumeClaimTemplate is immutable"),
         "{error}"
     );
 

@@ -26,22 +26,28 @@ pub async fn install_crd(client: &kube::Client) -> Result<()> {
                 &Patch::Apply(&crd),
             )
             .await?;
-            eventually("the CRD to be established", Duration::from_secs(30), || async {
-                let crd = crds.get(&name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(established)
-            })
+            eventually(
+                "the CRD to be established",
+                Duration::from_secs(30),
+                || async {
+                    let crd = crds.get(&name).await?;
+                    let established = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    Ok(established)
+                },
+            )
             .await?;
             // Established can precede the first successful request by a moment.
             let ftp: Api<FtpServer> = Api::all(client.clone());
-            eventually("FtpServers to be served", Duration::from_secs(30), || async {
-                Ok(ftp.list(&Default::default()).await.is_ok())
-            })
+            eventually(
+                "FtpServers to be served",
+                Duration::from_secs(30),
+                || async { Ok(ftp.list(&Default::default()).await.is_ok()) },
+            )
             .await
         })
         .await?;
