@@ -47,6 +47,9 @@ pub struct Cli {
     /// Allow active mode (PORT/EPRT) back to the client's own address.
     #[arg(long)]
     pub active_mode: bool,
+    /// HTTP listener for /healthz, /readyz and /metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ops_listen: Option<std::net::SocketAddr>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -88,6 +91,9 @@ impl Cli {
         }
         if let Some(file) = &self.users_file {
             config.users_file = Some(file.clone());
+        }
+        if let Some(ops) = self.ops_listen {
+            config.ops.listen = Some(ops);
         }
         config.anonymous.enabled |= self.anonymous;
         config.active.enabled |= self.active_mode;
@@ -149,6 +155,12 @@ fn print_banner(server: &Server, dev: Option<&DevAccount>) {
         config.passive.ports
     );
     println!("serving {}", config.root.display());
+    if let Some(addr) = server.implicit_tls_addr() {
+        println!("implicit FTPS on ftps://{addr}");
+    }
+    if let Some(addr) = server.ops_addr() {
+        println!("ops endpoints on http://{addr} (/healthz /readyz /metrics)");
+    }
     if let Some(dev) = dev {
         println!(
             "no users file: for this run only, user {} password {}",

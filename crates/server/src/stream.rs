@@ -63,7 +63,15 @@ impl AsyncRead for MaybeTls {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            // A peer that closes without close_notify (curl after an
+            // upload, like many FTP clients) has still sent all its data:
+            // treat it as the end of the stream, as vsftpd does by default.
+            MaybeTls::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
             MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -56,7 +56,7 @@ impl TlsConfig {
 pub type SharedTls = watch::Receiver<Arc<ServerConfig>>;
 
 /// Loads the certificate and key and keeps them current. All reloaded
-/// configurations share one session cache, so data connections can resume
+/// configurations share the resumption state, so data connections can resume
 /// the control connection's TLS session across a reload.
 pub fn load(config: &TlsConfig) -> anyhow::Result<Option<SharedTls>> {
     if !config.enabled() {
@@ -65,17 +65,30 @@ pub fn load(config: &TlsConfig) -> anyhow::Result<Option<SharedTls>> {
     let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) else {
         anyhow::bail!("tls: cert-file and key-file are required when TLS is on");
     };
-    let cache: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(4096);
+    let resumption = Resumption {
+        cache: ServerSessionMemoryCache::new(4096),
+        ticketer: rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| anyhow::anyhow!("tls: ticketer: {e}"))?,
+    };
     let rx = watch_files(&[cert, key], move |files| {
-        server_config(files, cache.clone()).map(Arc::new)
+        server_config(files, &resumption).map(Arc::new)
     })
     .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
     Ok(Some(rx))
 }
 
+/// Session resumption state shared by every certificate generation. FTP
+/// clients resume the control connection's TLS session on each data
+/// connection, so tickets must be reusable: stateless tickets are (TLS 1.3
+/// stateful ones are single-use); the cache serves TLS 1.2 session IDs.
+struct Resumption {
+    cache: Arc<dyn StoresServerSessions>,
+    ticketer: Arc<dyn ProducesTickets>,
+}
+
 fn server_config(
     files: &[Option<Vec<u8>>],
-    cache: Arc<dyn StoresServerSessions>,
+    resumption: &Resumption,
 ) -> Result<ServerConfig, String> {
     let [Some(cert_pem), Some(key_pem)] = files else {
         return Err("certificate or key file missing".into());
@@ -94,6 +107,7 @@ fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| format!("certificate and key do not match: {e}"))?;
-    config.session_storage = cache;
+    config.session_storage = resumption.cache.clone();
+    config.ticketer = resumption.ticketer.clone();
     Ok(config)
 }

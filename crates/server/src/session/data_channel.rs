@@ -112,9 +112,10 @@ impl Session {
         Reply::new(200, "PORT command successful")
     }
 
-    /// The data connection for a transfer command, TLS-wrapped under PROT
-    /// P, or the reply explaining why there is none.
-    pub(super) async fn open_data(&mut self) -> Result<MaybeTls, Reply> {
+    /// The TCP data connection for a transfer command, or the reply
+    /// explaining why there is none. Under PROT P, [`Session::secure_data`]
+    /// follows the 150 reply: clients start the TLS handshake only then.
+    pub(super) async fn open_data(&mut self) -> Result<TcpStream, Reply> {
         if self.shared.config.tls.mode == TlsMode::Required && !self.protect_data {
             self.data = DataChannel::None;
             return Err(Reply::new(
@@ -122,10 +123,13 @@ impl Session {
                 "Data connections must be protected: send PBSZ 0 and PROT P",
             ));
         }
-        let tcp = self
-            .connect_data()
+        self.connect_data()
             .await
-            .inspect_err(|_| self.shared.metrics.refusal("not_opened"))?;
+            .inspect_err(|_| self.shared.metrics.refusal("not_opened"))
+    }
+
+    /// Wraps the data connection in TLS under PROT P.
+    pub(super) async fn secure_data(&self, tcp: TcpStream) -> Result<MaybeTls, Reply> {
         let Some(config) = self.tls.clone().filter(|_| self.protect_data) else {
             return Ok(MaybeTls::Plain(tcp));
         };
@@ -134,12 +138,12 @@ impl Session {
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "TLS handshake on the data connection failed");
                 Err(Reply::new(
-                    522,
+                    425,
                     "TLS handshake on the data connection failed",
                 ))
             }
             Err(_) => Err(Reply::new(
-                522,
+                425,
                 "TLS handshake on the data connection timed out",
             )),
         }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::command::{self, Command, TransferType};
@@ -139,6 +140,14 @@ impl Session {
 
     /// Serves the connection until QUIT, timeout, shutdown, error or close.
     pub async fn run(mut self) -> io::Result<()> {
+        let result = self.command_loop().await;
+        // Under TLS this sends close_notify, so clients see a clean end.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.control.stream_mut().shutdown())
+            .await;
+        result
+    }
+
+    async fn command_loop(&mut self) -> io::Result<()> {
         self.reply(220, "kubeftp ready").await?;
         let idle = self.shared.config.limits.idle_timeout();
         let draining = self.shared.draining.clone();

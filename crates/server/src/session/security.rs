@@ -63,7 +63,8 @@ impl Session {
     }
 
     pub(super) fn prot(&mut self, level: &str) -> Reply {
-        if self.tls.is_none() || !self.pbsz_done {
+        // PBSZ must come before PROT P; clients drop to PROT C without it.
+        if self.tls.is_none() || (!self.pbsz_done && level != "C") {
             return Reply::new(503, "PROT needs AUTH TLS and PBSZ first");
         }
         match level {

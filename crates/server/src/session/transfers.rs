@@ -53,6 +53,10 @@ impl Session {
             Err(reply) => return self.finish_early(reply).await,
         };
         self.reply(150, "Here comes the directory listing").await?;
+        let data = match self.secure_data(data).await {
+            Ok(d) => d,
+            Err(reply) => return self.finish_early(reply).await,
+        };
         let writable = !storage.read_only();
         let now = std::time::SystemTime::now();
         let format = move |e: &Entry| match kind {
@@ -86,6 +90,10 @@ impl Session {
             format!("Opening {mode} mode data connection for {path} ({size} bytes)"),
         )
         .await?;
+        let data = match self.secure_data(data).await {
+            Ok(d) => d,
+            Err(reply) => return self.finish_early(reply).await,
+        };
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Outbound);
@@ -125,6 +133,10 @@ impl Session {
             )
         };
         self.reply(150, opening).await?;
+        let data = match self.secure_data(data).await {
+            Ok(d) => d,
+            Err(reply) => return self.finish_early(reply).await,
+        };
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Inbound);

@@ -21,6 +21,10 @@ pub const READER: (&str, &str) = ("reader", "reader-pw");
 /// A server running inside the test's runtime, on a random passive range.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The ops HTTP listener, when the config asked for one.
+    pub ops: Option<SocketAddr>,
+    /// The implicit FTPS listener, when the config asked for one.
+    pub implicit_tls: Option<SocketAddr>,
     pub root: tempfile::TempDir,
     pub users_file: PathBuf,
     pub ports: PortRange,
@@ -80,11 +84,14 @@ impl TestServer {
                 Ok(server) => {
                     std::fs::create_dir_all(root.path().join("srv/alice")).unwrap();
                     let addr = server.local_addr();
+                    let (ops, implicit_tls) = (server.ops_addr(), server.implicit_tls_addr());
                     let task = tokio::spawn(async move {
                         server.run(std::future::pending()).await.unwrap();
                     });
                     return TestServer {
                         addr,
+                        ops,
+                        implicit_tls,
                         root,
                         users_file,
                         ports,
@@ -319,4 +326,37 @@ pub async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A test CA and a server certificate for 127.0.0.1 and localhost, as PEM
+/// files in `dir`: ca.pem, tls.crt, tls.key.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCerts {
+    pub fn generate(dir: &Path, name: &str) -> TestCerts {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("kubeftp test CA {name}"));
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let certs = TestCerts {
+            ca: dir.join(format!("{name}-ca.pem")),
+            cert: dir.join(format!("{name}-tls.crt")),
+            key: dir.join(format!("{name}-tls.key")),
+        };
+        std::fs::write(&certs.ca, ca.pem()).unwrap();
+        std::fs::write(&certs.cert, cert.pem()).unwrap();
+        std::fs::write(&certs.key, key.serialize_pem()).unwrap();
+        certs
+    }
 }
