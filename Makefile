@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps run fmt-check tools cluster-up cluster-down crds
+.PHONY: test deps run fmt-check tools cluster-up cluster-down crds bench-ftp
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
 deps:
@@ -37,3 +37,10 @@ cluster-down:
 ## Regenerate the FtpServer CRD (crds/ and the Helm chart) from crates/api.
 crds:
 	$(CARGO) run -q -p kubeftp-operator -- crd > crds/ftpserver.yaml
+
+## Benchmark kubeftp-server against vsftpd on loopback (root; ~10 minutes).
+bench-ftp:
+	@command -v vsftpd >/dev/null && command -v iperf3 >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd iperf3; }
+	$(CARGO) build --release -p kubeftp-server -p kubeftp-bench
+	./target/release/kubeftp-bench --server-bin target/release/kubeftp-server
