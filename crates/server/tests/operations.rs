@@ -197,11 +197,7 @@ async fn sigterm_lets_running_transfers_finish_and_refuses_new_connections() {
 
     let mut idle = RawClient::login(server.control, ALICE).await;
     let mut busy = RawClient::login(server.control, ALICE).await;
-    let addr = busy.pasv().await;
-    let data = busy
-        .data_connect(SocketAddr::new(busy.server_ip(), addr.port()))
-        .await;
-    busy.expect("RETR big", 150).await;
+    let data = busy.start_download("RETR big").await;
     // 512 chunks of 64 KiB at 5 ms each: a few seconds of transfer.
     let download = tokio::spawn(slow_read(data, Duration::from_millis(5)));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -253,11 +249,7 @@ async fn transfers_still_running_after_the_grace_period_are_cut_with_421() {
     )
     .unwrap();
     let mut busy = RawClient::login(server.control, ALICE).await;
-    let addr = busy.pasv().await;
-    let data = busy
-        .data_connect(SocketAddr::new(busy.server_ip(), addr.port()))
-        .await;
-    busy.expect("RETR big", 150).await;
+    let data = busy.start_download("RETR big").await;
     // Far slower than the grace period allows.
     let download = tokio::spawn(slow_read(data, Duration::from_millis(100)));
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -298,14 +298,10 @@ async fn an_address_with_too_many_failed_logins_is_locked_out() {
     c.expect("USER alice", 331).await;
     let text = c.expect("PASS alice-pw", 530).await;
     assert!(text.contains("Too many failed logins"), "{text}");
-    let mut other = RawClient::connect_from(server.addr, Some(lo(3))).await;
-    other.expect("USER alice", 331).await;
-    other.expect("PASS alice-pw", 230).await;
+    RawClient::login_from(server.addr, Some(lo(3)), ALICE).await;
     // The lockout ends.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let mut c = RawClient::connect_from(server.addr, Some(lo(2))).await;
-    c.expect("USER alice", 331).await;
-    c.expect("PASS alice-pw", 230).await;
+    RawClient::login_from(server.addr, Some(lo(2)), ALICE).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -395,16 +391,12 @@ async fn internal_clients_get_the_local_address() {
     })
     .await;
     let addr = SocketAddr::new(lo(1), server.addr.port());
-    let mut outside = RawClient::connect_from(addr, Some(lo(3))).await;
-    outside.expect("USER alice", 331).await;
-    outside.expect("PASS alice-pw", 230).await;
+    let mut outside = RawClient::login_from(addr, Some(lo(3)), ALICE).await;
     assert_eq!(
         outside.pasv().await.ip(),
         "203.0.113.10".parse::<IpAddr>().unwrap()
     );
-    let mut inside = RawClient::connect_from(addr, Some(lo(2))).await;
-    inside.expect("USER alice", 331).await;
-    inside.expect("PASS alice-pw", 230).await;
+    let mut inside = RawClient::login_from(addr, Some(lo(2)), ALICE).await;
     assert_eq!(inside.pasv().await.ip(), lo(1));
 }
 
@@ -475,9 +467,7 @@ async fn pool_exhaustion_is_a_clear_425_and_recovers() {
     let text = c.expect("PASV", 425).await;
     assert!(text.contains("passive"), "{text}");
     // Another client IP still gets a port.
-    let mut other = RawClient::connect_from(server.addr, Some(lo(7))).await;
-    other.expect("USER alice", 331).await;
-    other.expect("PASS alice-pw", 230).await;
+    let mut other = RawClient::login_from(server.addr, Some(lo(7)), ALICE).await;
     other.pasv().await;
     // Once a waiting session transfers, its port is free again.
     let (code, _) = a.transfer_in("NLST").await; // re-PASVs: replaces a's own reservation
@@ -493,9 +483,7 @@ async fn pool_exhaustion_is_a_clear_425_and_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn data_connections_from_another_ip_are_refused() {
     let server = TestServer::start_with(|c| c.passive.data_connect_timeout_seconds = 1).await;
-    let mut c = RawClient::connect_from(server.addr, Some(lo(2))).await;
-    c.expect("USER alice", 331).await;
-    c.expect("PASS alice-pw", 230).await;
+    let mut c = RawClient::login_from(server.addr, Some(lo(2)), ALICE).await;
     let addr = c.pasv().await;
     let intruder = tokio::net::TcpSocket::new_v4().unwrap();
     intruder.bind(SocketAddr::new(lo(3), 0)).unwrap();
@@ -513,9 +501,7 @@ async fn data_connections_from_another_ip_are_refused() {
 
     // With allow-foreign-data-source (SNAT load balancers) it is accepted.
     let lax = TestServer::start_with(|c| c.passive.allow_foreign_data_source = true).await;
-    let mut c = RawClient::connect_from(lax.addr, Some(lo(2))).await;
-    c.expect("USER alice", 331).await;
-    c.expect("PASS alice-pw", 230).await;
+    let mut c = RawClient::login_from(lax.addr, Some(lo(2)), ALICE).await;
     let addr = c.pasv().await;
     let via_lb = tokio::net::TcpSocket::new_v4().unwrap();
     via_lb.bind(SocketAddr::new(lo(3), 0)).unwrap();
@@ -599,11 +585,7 @@ async fn abor_stops_a_download_and_the_session_goes_on() {
     let server = TestServer::start().await;
     std::fs::write(server.alice_path("big"), random_bytes(64 * 1024 * 1024)).unwrap();
     let mut c = RawClient::login(server.addr, ALICE).await;
-    let addr = c.pasv().await;
-    let mut data = c
-        .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
-        .await;
-    c.expect("RETR big", 150).await;
+    let mut data = c.start_download("RETR big").await;
     let mut first = vec![0u8; 4096];
     data.read_exact(&mut first).await.unwrap();
     // STAT answers mid-transfer, then ABOR (with Telnet IP/DM, as clients send it).

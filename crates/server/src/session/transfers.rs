@@ -12,6 +12,7 @@ use crate::control::Line;
 use crate::listing::{self, Entry};
 use crate::reply::Reply;
 use crate::storage::{Storage, StorageError, UploadMode};
+use crate::stream::MaybeTls;
 use crate::transfer::{self, Direction, Progress};
 use crate::vpath::VPath;
 
@@ -97,12 +98,18 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Outbound);
-        let outcome = self
-            .supervise(
-                transfer::copy(file, data, ascii, progress.clone()),
-                &progress,
-            )
-            .await?;
+        let job = {
+            let progress = progress.clone();
+            async move {
+                match data {
+                    MaybeTls::Plain(tcp) if ascii.is_none() => {
+                        transfer::send_file(file, tcp, progress).await
+                    }
+                    data => transfer::copy(file, data, ascii, progress).await,
+                }
+            }
+        };
+        let outcome = self.supervise(job, &progress).await?;
         self.log_transfer("RETR", &path, &progress, started, &outcome);
         self.conclude(outcome.map(|_| ()), "Transfer complete")
             .await

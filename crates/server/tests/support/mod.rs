@@ -152,8 +152,17 @@ impl RawClient {
         client
     }
 
-    pub async fn login(addr: SocketAddr, (user, pass): (&str, &str)) -> RawClient {
-        let mut c = Self::connect(addr).await;
+    pub async fn login(addr: SocketAddr, credentials: (&str, &str)) -> RawClient {
+        Self::login_from(addr, None, credentials).await
+    }
+
+    /// Logs in from a chosen loopback source address.
+    pub async fn login_from(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        (user, pass): (&str, &str),
+    ) -> RawClient {
+        let mut c = Self::connect_from(addr, source).await;
         c.expect(&format!("USER {user}"), 331).await;
         c.expect(&format!("PASS {pass}"), 230).await;
         c
@@ -235,6 +244,17 @@ impl RawClient {
         .unwrap();
         socket.bind(SocketAddr::new(self.local.ip(), 0)).unwrap();
         socket.connect(to).await.unwrap()
+    }
+
+    /// PASV, a data connection, then `command` (RETR, LIST ...) answered
+    /// with 150: the data connection, to read at the test's own pace.
+    pub async fn start_download(&mut self, command: &str) -> TcpStream {
+        let addr = self.pasv().await;
+        let data = self
+            .data_connect(SocketAddr::new(self.server_ip(), addr.port()))
+            .await;
+        self.expect(command, 150).await;
+        data
     }
 
     /// PASV + `command` + read all data + final reply.
