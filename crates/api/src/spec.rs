@@ -152,7 +152,7 @@ fn default_replicas() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.type == 'LoadBalancer' || (!has(self.loadBalancerClass) && size(self.loadBalancerSourceRanges) == 0 && !has(self.allocateLoadBalancerNodePorts))")
+    validation = Rule::new("self.type == 'LoadBalancer' || (!has(self.loadBalancerClass) && (!has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0) && !has(self.allocateLoadBalancerNodePorts))")
         .message("loadBalancerClass, loadBalancerSourceRanges and allocateLoadBalancerNodePorts apply only to service.type LoadBalancer")
 )]
 pub struct ServiceSpec {
@@ -258,7 +258,11 @@ pub struct PassiveSpec {
     /// Client networks that reach the pods directly (without the load
     /// balancer), such as the pod network: they are told the pod's own
     /// address.
-    #[serde(default, rename = "internalCIDRs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "internalCIDRs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     #[schemars(length(max = 32), inner(length(max = 43)))]
     #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message("internalCIDRs must be CIDRs such as 10.0.0.0/8"))]
     pub internal_cidrs: Vec<String>,

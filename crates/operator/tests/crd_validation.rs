@@ -108,6 +108,17 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
             "loadBalancerClass, loadBalancerSourceRanges and allocateLoadBalancerNodePorts apply only to service.type LoadBalancer",
         ),
         (
+            "source ranges on a NodePort service",
+            json!({"spec": {"service": {"type": "NodePort", "controlPort": 30021,
+                                        "loadBalancerSourceRanges": ["203.0.113.0/24"]}}}),
+            "loadBalancerClass, loadBalancerSourceRanges and allocateLoadBalancerNodePorts apply only to service.type LoadBalancer",
+        ),
+        (
+            "source range that is not a CIDR",
+            json!({"spec": {"service": {"loadBalancerSourceRanges": ["office"]}}}),
+            "loadBalancerSourceRanges must be CIDRs such as 203.0.113.0/24",
+        ),
+        (
             "no storage",
             json!({"spec": {"storage": null}}),
             "spec.storage: Required value",
@@ -197,6 +208,43 @@ async fn the_apiserver_refuses_invalid_specs_with_a_useful_message() -> Result<(
             failures.len(),
             failures.join("\n")
         );
+    }
+    Ok(())
+}
+
+/// Specs a person would write, each accepted: the rules refuse only what
+/// they should.
+#[tokio::test]
+async fn the_apiserver_accepts_valid_variants() -> Result<()> {
+    let ns = shared_namespace("crd-valid").await?;
+    support::install_crd(&ns.client).await?;
+    let api = ftp_api(ns.client.clone(), &ns.name);
+    let variants = [
+        json!({"spec": {"service": {"type": "ClusterIP"}}}),
+        json!({"spec": {"service": {"type": "NodePort", "controlPort": 30021}}}),
+        json!({"spec": {"replicas": 3, "service": {
+            "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+            "loadBalancerClass": "example.com/lb",
+            "loadBalancerSourceRanges": ["203.0.113.0/24", "2001:db8::/32"],
+            "allocateLoadBalancerNodePorts": false,
+            "externalTrafficPolicy": "Cluster"}}}),
+        json!({"spec": {"passive": {"portRange": {"min": 40000, "max": 40048},
+                                    "advertisedAddress": "ftp.example.com",
+                                    "internalCIDRs": ["10.0.0.0/8"]}}}),
+        json!({"spec": {"passive": {"advertisedAddress": "203.0.113.5"}}}),
+        json!({"spec": {"tls": {"secretName": "ftp-tls", "mode": "Optional"}, "activeMode": true}}),
+        json!({"spec": {"users": null, "anonymous": {"enabled": true, "home": "/pub"}}}),
+        json!({"spec": {"storage": {"emptyDir": null, "existingClaim": {"claimName": "ftp-data"}}}}),
+        json!({"spec": {"storage": {"emptyDir": null,
+                                    "volumeClaimTemplate": {"size": "10Gi", "storageClassName": "fast"}}}}),
+        json!({"spec": {"limits": {"maxSessions": 50, "maxSessionsPerIP": 5, "idleTimeoutSeconds": 60}}}),
+    ];
+    for (index, change) in variants.iter().enumerate() {
+        let mut object = valid(&format!("variant-{index}"));
+        merge(&mut object, change);
+        if let Err(error) = create(&api, &object).await {
+            bail!("variant {change} refused: {error}");
+        }
     }
     Ok(())
 }

@@ -71,3 +71,48 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An operator running in this test's process, watching one namespace.
+pub struct Operator {
+    pub metrics: kubeftp_operator::metrics::Metrics,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    pub fn start(client: &kube::Client, namespace: &str) -> Operator {
+        Self::start_with_resync(client, namespace, Duration::from_secs(300))
+    }
+
+    pub fn start_with_resync(client: &kube::Client, namespace: &str, resync: Duration) -> Operator {
+        use kubeftp_operator::build::Settings;
+        use kubeftp_operator::context::{Config, Context};
+        let metrics = kubeftp_operator::metrics::Metrics::default();
+        let config = Config {
+            settings: Settings {
+                server_image: "kubeftp/kubeftp-server:test".into(),
+            },
+            namespace: Some(namespace.into()),
+            resync,
+        };
+        let ctx = Context::new(client.clone(), config, metrics.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn(kubeftp_operator::controller::run(ctx, ready, async {
+            let _ = stopped.await;
+        }));
+        Operator {
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops the operator and waits for running reconciles to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}

@@ -1,0 +1,90 @@
+//! Wires the watches to the reconcile.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Resource, ResourceExt};
+use kubeftp_api::FtpServer;
+
+use crate::context::Context;
+use crate::labels;
+use crate::reconcile::{error_policy, reconcile};
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs until `shutdown` resolves, then finishes running reconciles.
+/// `ready` turns true once the FtpServers have been listed.
+pub async fn run(
+    ctx: Context,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let namespace = ctx.config.namespace.clone();
+    let namespace = namespace.as_deref();
+    // Only the children this operator made, to keep the caches small.
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
+    let pods = watcher::Config::default().labels(&format!(
+        "{}={},{}=server",
+        labels::NAME,
+        labels::APP,
+        labels::COMPONENT
+    ));
+
+    let controller = Controller::new(
+        api::<DeserializeGuard<FtpServer>>(&client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(api::<StatefulSet>(&client, namespace), owned.clone())
+    .owns(api::<ConfigMap>(&client, namespace), owned.clone())
+    .owns(api::<Service>(&client, namespace), owned)
+    // Pods are the StatefulSet's, not ours: map them to their FtpServer so
+    // a NodePort replica's address follows its pod to another node.
+    .watches(api::<Pod>(&client, namespace), pods, |pod| {
+        let instance = pod.labels().get(labels::INSTANCE)?;
+        Some(ObjectRef::new(instance).within(&pod.namespace()?))
+    })
+    .graceful_shutdown_on(shutdown);
+
+    let store = controller.store();
+    tokio::spawn(async move {
+        // The store wakes only one of its waiters (the controller's runner
+        // is the other), so poll again now and then.
+        loop {
+            let wait = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready());
+            match wait.await {
+                Ok(Ok(())) => break ready.store(true, Ordering::Relaxed),
+                Ok(Err(_)) => break,
+                Err(_elapsed) => continue,
+            }
+        }
+    });
+
+    controller
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
+                Err(error) => tracing::debug!("controller: {error}"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,91 @@
+//! Reconcile errors and how each is retried.
+
+use std::time::Duration;
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the apiserver failed.
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The stored object does not parse as an FtpServer (e.g. written under
+    /// an older CRD). Only a change to it can fix that.
+    #[error("the FtpServer does not parse: {0}")]
+    Malformed(String),
+}
+
+impl Error {
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+
+    /// A short stable label for metrics and condition reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube { source, .. } => match source {
+                kube::Error::Api(status) if status.code == 409 => "Conflict",
+                kube::Error::Api(status) if status.code == 422 || status.code == 400 => "Rejected",
+                kube::Error::Api(status) if status.code == 403 => "Forbidden",
+                kube::Error::Api(status) if status.code == 404 => "NotFound",
+                kube::Error::Api(_) => "ApiError",
+                _ => "Unreachable",
+            },
+            Error::Malformed(_) => "Malformed",
+        }
+    }
+
+    /// Whether retrying without a change can succeed: conflicts, outages and
+    /// races yes; a rejected object or missing permissions rarely, so those
+    /// are retried slowly.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind(),
+            "Conflict" | "NotFound" | "ApiError" | "Unreachable"
+        )
+    }
+}
+
+/// Delay before retry number `failures` (1-based): exponential from 1 s
+/// for transient errors, from 30 s for the others, at most 5 minutes.
+pub fn backoff(error: &Error, failures: u32) -> Duration {
+    let base = if error.is_transient() { 1 } else { 30 };
+    let exponent = failures.saturating_sub(1).min(16);
+    Duration::from_secs((base << exponent).min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> Error {
+        let status = kube::core::Status::failure("test", "Test").with_code(code);
+        Error::kube("testing")(kube::Error::Api(Box::new(status)))
+    }
+
+    #[test]
+    fn classifies_api_errors() {
+        assert_eq!(api_error(409).kind(), "Conflict");
+        assert!(api_error(409).is_transient());
+        assert_eq!(api_error(422).kind(), "Rejected");
+        assert!(!api_error(422).is_transient());
+        assert_eq!(api_error(403).kind(), "Forbidden");
+        assert!(!api_error(403).is_transient());
+        assert!(api_error(500).is_transient());
+        assert!(!Error::Malformed("x".into()).is_transient());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let conflict = api_error(409);
+        let delays: Vec<u64> = (1..=4).map(|n| backoff(&conflict, n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8]);
+        assert_eq!(backoff(&conflict, 40).as_secs(), 300);
+        assert_eq!(backoff(&api_error(422), 1).as_secs(), 30);
+        assert_eq!(backoff(&api_error(422), 5).as_secs(), 300);
+    }
+}

@@ -1,0 +1,308 @@
+//! One reconcile of one FtpServer: validate → build → apply → status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use kubeftp_api::condition::{ADDRESS_ASSIGNED, DEGRADED, READY};
+use kubeftp_api::{FtpServer, FtpServerStatus, ServiceType};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::apply::{Applier, MANAGER};
+use crate::build::{self, ordinal_of};
+use crate::context::Context;
+use crate::error::{Error, backoff};
+use crate::status::{Observed, status, transitions};
+use crate::validate::validate;
+use crate::{address, labels};
+
+pub async fn reconcile(
+    object: Arc<DeserializeGuard<FtpServer>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = object.namespace().unwrap_or_default(),
+        name = object.name_any()
+    );
+    let started = Instant::now();
+    ctx.metrics.reconciliations.inc();
+    let result = match &object.0 {
+        Ok(ftp) => reconcile_ftp(ftp, &ctx).instrument(span).await,
+        Err(invalid) => Err(Error::Malformed(invalid.error.clone())),
+    };
+    ctx.metrics.reconciled(started.elapsed());
+    if result.is_ok() {
+        ctx.failures.lock().unwrap().remove(&failure_key(&object));
+    }
+    result
+}
+
+/// Retries with a backoff that grows with consecutive failures.
+pub fn error_policy(
+    object: Arc<DeserializeGuard<FtpServer>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.failed(error.kind());
+    let failures = {
+        let mut failures = ctx.failures.lock().unwrap();
+        let count = failures.entry(failure_key(&object)).or_default();
+        *count += 1;
+        *count
+    };
+    let delay = backoff(error, failures);
+    tracing::warn!(
+        namespace = object.namespace().unwrap_or_default(),
+        name = object.name_any(),
+        kind = error.kind(),
+        failures,
+        retry_in = ?delay,
+        "reconcile failed: {error}"
+    );
+    Action::requeue(delay)
+}
+
+fn failure_key(object: &DeserializeGuard<FtpServer>) -> (String, String) {
+    (object.namespace().unwrap_or_default(), object.name_any())
+}
+
+async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> {
+    if ftp.metadata.deletion_timestamp.is_some() {
+        // Owner references hand the children to the garbage collector.
+        return Ok(Action::await_change());
+    }
+    let namespace = ftp.namespace().unwrap_or_default();
+    let applier = Applier {
+        client: &ctx.client,
+        namespace: &namespace,
+        metrics: &ctx.metrics,
+    };
+
+    if let Err(invalid) = validate(&ftp.spec) {
+        let observed = Observed {
+            stateful_set: None,
+            addresses: &previous_addresses(ftp),
+            degraded: Some(("InvalidSpec".into(), invalid.to_string())),
+        };
+        update_status(ftp, ctx, &observed).await?;
+        return Ok(Action::await_change());
+    }
+
+    let children = build::children(ftp, &ctx.config.settings);
+
+    match apply(ftp, children, &applier, ctx).await {
+        Ok((stateful_set, addresses)) => {
+            let observed = Observed {
+                stateful_set: Some(&stateful_set),
+                addresses: &addresses,
+                degraded: None,
+            };
+            update_status(ftp, ctx, &observed).await?;
+            Ok(Action::requeue(ctx.config.resync))
+        }
+        Err(error) => {
+            let observed = Observed {
+                stateful_set: None,
+                addresses: &previous_addresses(ftp),
+                degraded: Some((error.kind().into(), error.to_string())),
+            };
+            if let Err(status_error) = update_status(ftp, ctx, &observed).await {
+                tracing::warn!("could not record the failure in status: {status_error}");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Applies the children in an order that lets pods start at once: config
+/// and Services first, then the addresses found on the Services, then the
+/// StatefulSet; finally Services of replicas that no longer exist go.
+async fn apply(
+    ftp: &FtpServer,
+    children: build::Children,
+    applier: &Applier<'_>,
+    ctx: &Context,
+) -> Result<(StatefulSet, Vec<Option<String>>), Error> {
+    applier.apply(children.config).await?;
+    let mut services = Vec::with_capacity(children.services.len());
+    for service in children.services {
+        services.push(applier.apply(service).await?);
+    }
+    let addresses = addresses(ftp, &services, ctx).await?;
+    applier
+        .apply(build::addresses_config_map(ftp, &addresses))
+        .await?;
+    let stateful_set = applier.apply(children.stateful_set).await?;
+    remove_extra_services(ftp, applier, ctx).await?;
+    Ok((stateful_set, addresses))
+}
+
+/// Each replica's advertised address: the spec's override, else what the
+/// cluster published on its Service, else (NodePort) its node's address.
+async fn addresses(
+    ftp: &FtpServer,
+    services: &[Service],
+    ctx: &Context,
+) -> Result<Vec<Option<String>>, Error> {
+    if let Some(address) = &ftp.spec.passive.advertised_address {
+        return Ok(vec![Some(address.clone()); services.len()]);
+    }
+    let mut addresses = Vec::with_capacity(services.len());
+    for (ordinal, service) in services.iter().enumerate() {
+        let address = match ftp.spec.service.type_ {
+            ServiceType::NodePort => node_address(ftp, ordinal as i32, ctx).await?,
+            _ => address::published(service),
+        };
+        addresses.push(address);
+    }
+    Ok(addresses)
+}
+
+/// The address of the node running replica `ordinal`, once scheduled.
+async fn node_address(
+    ftp: &FtpServer,
+    ordinal: i32,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let namespace = ftp.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let pod_name = labels::pod(ftp, ordinal);
+    let pod = pods
+        .get_opt(&pod_name)
+        .await
+        .map_err(Error::kube(format!("reading Pod {pod_name}")))?;
+    let Some(node_name) = pod.and_then(|p| p.spec?.node_name) else {
+        return Ok(None);
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node = nodes
+        .get_opt(&node_name)
+        .await
+        .map_err(Error::kube(format!("reading Node {node_name}")))?;
+    Ok(node.as_ref().and_then(address::node_address))
+}
+
+/// Deletes the Services of ordinals at or above `spec.replicas`.
+async fn remove_extra_services(
+    ftp: &FtpServer,
+    applier: &Applier<'_>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), applier.namespace);
+    let selector = format!(
+        "{}={},{}={}",
+        labels::INSTANCE,
+        ftp.name_any(),
+        labels::MANAGED_BY,
+        labels::OPERATOR
+    );
+    let listed = services
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("listing Services"))?;
+    let uid = ftp.uid();
+    for service in listed {
+        let ours = service
+            .owner_references()
+            .iter()
+            .any(|owner| Some(&owner.uid) == uid.as_ref());
+        let extra = ordinal_of(&service).is_some_and(|ordinal| ordinal >= ftp.spec.replicas);
+        if ours && extra {
+            applier.delete::<Service>(&service.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The addresses the last status recorded, for a status written when the
+/// Services could not be read.
+fn previous_addresses(ftp: &FtpServer) -> Vec<Option<String>> {
+    let endpoints = ftp.status.as_ref().map(|s| s.endpoints.clone());
+    endpoints
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.address)
+        .collect()
+}
+
+/// Writes the status if it changed, and an Event per meaningful change.
+async fn update_status(
+    ftp: &FtpServer,
+    ctx: &Context,
+    observed: &Observed<'_>,
+) -> Result<(), Error> {
+    let new = status(ftp, observed, Timestamp::now());
+    if ftp.status.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let namespace = ftp.namespace().unwrap_or_default();
+    let api: Api<FtpServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": FtpServer::api_version(&()),
+        "kind": FtpServer::kind(&()),
+        "status": new,
+    });
+    ctx.metrics.wrote("FtpServer", "status");
+    api.patch_status(
+        &ftp.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("writing status"))?;
+    publish_events(ftp, ctx, ftp.status.as_ref(), &new).await;
+    Ok(())
+}
+
+/// Events for Ready, AddressAssigned and Degraded changes. A failed Event
+/// is logged, not retried: it must not hold up the reconcile.
+async fn publish_events(
+    ftp: &FtpServer,
+    ctx: &Context,
+    old: Option<&FtpServerStatus>,
+    new: &FtpServerStatus,
+) {
+    let reference = ftp.object_ref(&());
+    for condition in transitions(old, new) {
+        let good = match condition.type_.as_str() {
+            READY | ADDRESS_ASSIGNED => condition.status == "True",
+            DEGRADED => condition.status == "False",
+            _ => continue,
+        };
+        // A new object's first status is news only when something
+        // happened: Ready or an address, or a failure; not the not-yet.
+        let first = old.is_none_or(|old| old.conditions.is_empty());
+        let news = if condition.type_ == DEGRADED {
+            !good
+        } else {
+            good
+        };
+        if first && !news {
+            continue;
+        }
+        let event = Event {
+            type_: if good {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: condition.reason.clone(),
+            note: Some(condition.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        ctx.metrics.wrote("Event", "create");
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!("could not publish an event: {error}");
+        }
+    }
+}

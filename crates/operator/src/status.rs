@@ -1,0 +1,313 @@
+//! FtpServer status from what the cluster shows: pure, so every condition
+//! is unit-tested.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kubeftp_api::condition::{ADDRESS_ASSIGNED, DEGRADED, PROGRESSING, READY};
+use kubeftp_api::{Endpoint, FtpServer, FtpServerStatus};
+
+use crate::labels;
+
+/// What the reconcile observed, the inputs of the status.
+pub struct Observed<'a> {
+    pub stateful_set: Option<&'a StatefulSet>,
+    /// Per replica, the address it advertises (None: unknown yet).
+    pub addresses: &'a [Option<String>],
+    /// Why the children cannot be brought to the desired state: (reason,
+    /// message).
+    pub degraded: Option<(String, String)>,
+}
+
+pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServerStatus {
+    let spec = &ftp.spec;
+    let generation = ftp.metadata.generation;
+    let set_status = observed.stateful_set.and_then(|s| s.status.as_ref());
+    let replicas = set_status.map_or(0, |s| s.replicas);
+    let ready_replicas = set_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated_replicas = set_status.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let set_generation = observed.stateful_set.and_then(|s| s.metadata.generation);
+    let set_observed = set_status.and_then(|s| s.observed_generation);
+
+    let control_port = spec.service.control_port;
+    let passive_ports = spec.passive.port_range.to_string();
+    let endpoints: Vec<Endpoint> = (0..spec.replicas)
+        .map(|ordinal| {
+            let address = observed.addresses.get(ordinal as usize).cloned().flatten();
+            Endpoint {
+                pod: labels::pod(ftp, ordinal),
+                service: labels::service(ftp, ordinal),
+                url: address
+                    .as_ref()
+                    .map(|a| format!("ftp://{a}:{control_port}/")),
+                address,
+                control_port,
+                passive_ports: passive_ports.clone(),
+            }
+        })
+        .collect();
+
+    let pending: Vec<&str> = endpoints
+        .iter()
+        .filter(|e| e.address.is_none())
+        .map(|e| e.service.as_str())
+        .collect();
+    let address_assigned = if pending.is_empty() {
+        (
+            true,
+            "AddressesKnown",
+            "every replica has an address".to_owned(),
+        )
+    } else {
+        (
+            false,
+            "AddressPending",
+            format!("waiting for an address on Service {}", pending.join(", ")),
+        )
+    };
+
+    let rolled_out = set_generation.is_some()
+        && set_generation == set_observed
+        && replicas == spec.replicas
+        && updated_replicas == spec.replicas;
+    let progressing = if rolled_out {
+        (
+            false,
+            "RolledOut",
+            format!("{replicas} replica(s) up to date"),
+        )
+    } else {
+        (
+            true,
+            "RollingOut",
+            format!("{updated_replicas} of {} replica(s) updated", spec.replicas),
+        )
+    };
+
+    let all_ready = ready_replicas >= spec.replicas;
+    let ready = match (&observed.degraded, all_ready, pending.is_empty()) {
+        (Some((reason, _)), _, _) => (false, "Degraded", format!("degraded: {reason}")),
+        (None, false, _) => (
+            false,
+            "ReplicasNotReady",
+            format!("{ready_replicas} of {} replica(s) ready", spec.replicas),
+        ),
+        (None, true, false) => (false, "AddressPending", address_assigned.2.clone()),
+        (None, true, true) => (
+            true,
+            "Ready",
+            format!("{ready_replicas} replica(s) serving"),
+        ),
+    };
+    let degraded = match &observed.degraded {
+        Some((reason, message)) => (true, reason.as_str(), message.clone()),
+        None => (false, "AsExpected", "children match the spec".to_owned()),
+    };
+
+    let old = ftp
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    let condition = |type_: &str, (value, reason, message): (bool, &str, String)| {
+        let status = if value { "True" } else { "False" };
+        // The transition time moves only when the status does.
+        let since = old
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: since,
+        }
+    };
+
+    FtpServerStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(READY, ready),
+            condition(ADDRESS_ASSIGNED, address_assigned),
+            condition(PROGRESSING, progressing),
+            condition(DEGRADED, degraded),
+        ],
+        replicas,
+        ready_replicas,
+        endpoints,
+        ports: Some(format!("{control_port},{passive_ports}")),
+    }
+}
+
+/// The conditions whose status changed from `old` to `new`: each is
+/// worth an Event.
+pub fn transitions<'a>(
+    old: Option<&'a FtpServerStatus>,
+    new: &'a FtpServerStatus,
+) -> Vec<&'a Condition> {
+    new.conditions
+        .iter()
+        .filter(|condition| {
+            let before =
+                old.and_then(|old| old.conditions.iter().find(|c| c.type_ == condition.type_));
+            before.map(|c| &c.status) != Some(&condition.status)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::test_support::ftp;
+
+    fn set(yaml: &str) -> StatefulSet {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn condition<'a>(status: &'a FtpServerStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    const SPEC: &str = "replicas: 2\nusers: {secretName: u}\nstorage: {emptyDir: {}}";
+    const ROLLED_OUT: &str = "metadata: {generation: 3}\nstatus: {observedGeneration: 3, replicas: 2, readyReplicas: 2, updatedReplicas: 2}";
+
+    fn now() -> Timestamp {
+        "2030-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn ready_when_every_replica_is_ready_and_has_an_address() {
+        let mut ftp = ftp(SPEC);
+        ftp.metadata.generation = Some(7);
+        let set = set(ROLLED_OUT);
+        let addresses = [
+            Some("203.0.113.1".to_owned()),
+            Some("lb.example.com".to_owned()),
+        ];
+        let observed = Observed {
+            stateful_set: Some(&set),
+            addresses: &addresses,
+            degraded: None,
+        };
+        let status = status(&ftp, &observed, now());
+        assert_eq!(status.observed_generation, Some(7));
+        assert_eq!(condition(&status, READY).status, "True");
+        assert_eq!(condition(&status, READY).observed_generation, Some(7));
+        assert_eq!(condition(&status, ADDRESS_ASSIGNED).status, "True");
+        assert_eq!(condition(&status, PROGRESSING).status, "False");
+        assert_eq!(condition(&status, DEGRADED).status, "False");
+        assert_eq!((status.replicas, status.ready_replicas), (2, 2));
+        assert_eq!(status.ports.as_deref(), Some("21,30000-30009"));
+        assert_eq!(
+            status.endpoints[1],
+            Endpoint {
+                pod: "files-1".into(),
+                service: "files-1".into(),
+                address: Some("lb.example.com".into()),
+                control_port: 21,
+                passive_ports: "30000-30009".into(),
+                url: Some("ftp://lb.example.com:21/".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn not_ready_while_an_address_is_pending() {
+        let ftp = ftp(SPEC);
+        let set = set(ROLLED_OUT);
+        let addresses = [Some("203.0.113.1".to_owned()), None];
+        let observed = Observed {
+            stateful_set: Some(&set),
+            addresses: &addresses,
+            degraded: None,
+        };
+        let status = status(&ftp, &observed, now());
+        let ready = condition(&status, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "AddressPending")
+        );
+        let assigned = condition(&status, ADDRESS_ASSIGNED);
+        assert_eq!(assigned.status, "False");
+        assert!(assigned.message.contains("files-1"), "{}", assigned.message);
+        assert_eq!(status.endpoints[1].url, None);
+    }
+
+    #[test]
+    fn not_ready_while_rolling_out_or_degraded() {
+        let ftp = ftp(SPEC);
+        let rolling = set(
+            "metadata: {generation: 4}\nstatus: {observedGeneration: 3, replicas: 2, readyReplicas: 1, updatedReplicas: 1}",
+        );
+        let addresses = [Some("a.example".to_owned()), Some("b.example".to_owned())];
+        let observed = Observed {
+            stateful_set: Some(&rolling),
+            addresses: &addresses,
+            degraded: None,
+        };
+        let rolling_status = status(&ftp, &observed, now());
+        assert_eq!(condition(&rolling_status, READY).reason, "ReplicasNotReady");
+        assert_eq!(condition(&rolling_status, PROGRESSING).status, "True");
+
+        let set = set(ROLLED_OUT);
+        let degraded = Some((
+            "Rejected".to_owned(),
+            "applying Service files-0: nope".to_owned(),
+        ));
+        let observed = Observed {
+            stateful_set: Some(&set),
+            addresses: &addresses,
+            degraded,
+        };
+        let degraded_status = status(&ftp, &observed, now());
+        assert_eq!(condition(&degraded_status, READY).reason, "Degraded");
+        let degraded = condition(&degraded_status, DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "Rejected")
+        );
+        assert!(degraded.message.contains("nope"));
+    }
+
+    #[test]
+    fn transition_times_move_only_on_change_so_status_is_stable() {
+        let mut ftp = ftp(SPEC);
+        let set = set(ROLLED_OUT);
+        let addresses = [Some("a.example".to_owned()), None];
+        let observed = Observed {
+            stateful_set: Some(&set),
+            addresses: &addresses,
+            degraded: None,
+        };
+        let first = status(&ftp, &observed, now());
+        ftp.status = Some(first.clone());
+        let later: Timestamp = "2030-01-01T01:00:00Z".parse().unwrap();
+        assert_eq!(
+            status(&ftp, &observed, later),
+            first,
+            "no change, same status"
+        );
+        assert!(transitions(Some(&first), &first).is_empty());
+
+        let addresses = [Some("a.example".to_owned()), Some("b.example".to_owned())];
+        let observed = Observed {
+            stateful_set: Some(&set),
+            addresses: &addresses,
+            degraded: None,
+        };
+        let second = status(&ftp, &observed, later);
+        assert_eq!(condition(&second, READY).last_transition_time, Time(later));
+        assert_eq!(
+            condition(&second, DEGRADED).last_transition_time,
+            Time(now())
+        );
+        let changed: Vec<&str> = transitions(Some(&first), &second)
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(changed, [READY, ADDRESS_ASSIGNED]);
+    }
+}

@@ -1,0 +1,662 @@
+//! The operator against a real apiserver and kube-controller-manager: the
+//! children it creates, address injection, scaling, repair, garbage
+//! collection and a write-free steady state.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use kubeftp_api::FtpServer;
+use kubeftp_operator::build::{self, Settings};
+use kubeftp_testenv::{TestNamespace, shared_namespace};
+use serde_json::json;
+use support::{Operator, eventually};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    ns: TestNamespace,
+    operator: Operator,
+}
+
+impl Fixture {
+    async fn new(prefix: &str) -> Result<Fixture> {
+        let ns = shared_namespace(prefix).await?;
+        support::install_crd(&ns.client).await?;
+        let operator = Operator::start(&ns.client, &ns.name);
+        Ok(Fixture { ns, operator })
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(self.ns.client.clone(), &self.ns.name)
+    }
+
+    async fn create(&self, name: &str, spec: &str) -> Result<FtpServer> {
+        let spec = serde_yaml::from_str(spec).context("spec")?;
+        let ftp = FtpServer::new(name, spec);
+        Ok(self.api().create(&PostParams::default(), &ftp).await?)
+    }
+
+    async fn ftp(&self, name: &str) -> Result<FtpServer> {
+        Ok(self.api::<FtpServer>().get(name).await?)
+    }
+
+    async fn addresses(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        let map = self
+            .api::<ConfigMap>()
+            .get_opt(&format!("{name}-addresses"))
+            .await?;
+        Ok(map.and_then(|m| m.data).unwrap_or_default())
+    }
+
+    async fn service_names(&self, name: &str) -> Result<Vec<String>> {
+        let selector = format!("app.kubernetes.io/instance={name}");
+        let list = self
+            .api::<Service>()
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        let mut names: Vec<String> = list.into_iter().map(|s| s.name_any()).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Publishes a load balancer address on a Service, as a cloud
+    /// controller does.
+    async fn publish_ingress(&self, service: &str, ingress: serde_json::Value) -> Result<()> {
+        let status = json!({"status": {"loadBalancer": {"ingress": [ingress]}}});
+        self.api::<Service>()
+            .patch_status(service, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+        Ok(())
+    }
+
+    async fn endpoint_address(&self, name: &str, ordinal: usize) -> Result<Option<String>> {
+        let ftp = self.ftp(name).await?;
+        Ok(ftp
+            .status
+            .and_then(|s| s.endpoints.get(ordinal).cloned())
+            .and_then(|e| e.address))
+    }
+
+    async fn condition(&self, name: &str, type_: &str) -> Result<Option<(String, String)>> {
+        let ftp = self.ftp(name).await?;
+        Ok(ftp
+            .status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status, c.reason)))
+    }
+}
+
+const MINIMAL: &str = "users: {secretName: ftp-users}\nstorage: {emptyDir: {}}";
+
+#[tokio::test]
+async fn creates_the_children_field_by_field() -> Result<()> {
+    let fx = Fixture::new("op-create").await?;
+    let ftp = fx.create("files", MINIMAL).await?;
+
+    let sets = fx.api::<StatefulSet>();
+    eventually("the StatefulSet", WAIT, || async {
+        Ok(sets.get_opt("files").await?.is_some())
+    })
+    .await?;
+    eventually("the Service", WAIT, || async {
+        Ok(fx.service_names("files").await? == ["files-0"])
+    })
+    .await?;
+
+    // Each child is what the pure build step says, as stored.
+    let expected = build::children(
+        &ftp,
+        &Settings {
+            server_image: "kubeftp/kubeftp-server:test".into(),
+        },
+    );
+    let uid = ftp.uid().unwrap();
+    let owned = |meta: &kube::api::ObjectMeta| {
+        let owners = meta.owner_references.clone().unwrap_or_default();
+        owners.len() == 1 && owners[0].uid == uid && owners[0].controller == Some(true)
+    };
+
+    let config = fx.api::<ConfigMap>().get("files-config").await?;
+    assert!(owned(&config.metadata));
+    assert_eq!(config.data, expected.config.data);
+    let toml = &config.data.as_ref().unwrap()["server.toml"];
+    assert!(toml.contains("ports = \"30000-30009\""), "{toml}");
+    assert!(toml.contains("when-address-unknown = \"refuse\""), "{toml}");
+
+    let addresses = fx.api::<ConfigMap>().get("files-addresses").await?;
+    assert!(owned(&addresses.metadata));
+    assert_eq!(
+        addresses.data,
+        Some(BTreeMap::from([("files-0".into(), String::new())]))
+    );
+
+    let set = sets.get("files").await?;
+    assert!(owned(&set.metadata));
+    let spec = set.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let pod = spec.template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("kubeftp/kubeftp-server:test")
+    );
+    assert_eq!(
+        container.args.as_deref().unwrap()[..4],
+        [
+            "--config",
+            "/etc/kubeftp/config/server.toml",
+            "--advertised-address-file",
+            "/run/kubeftp/addresses/$(POD_NAME)"
+        ]
+    );
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(
+        security.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_owned()][..])
+    );
+    assert_eq!(
+        pod.security_context.unwrap().seccomp_profile.unwrap().type_,
+        "RuntimeDefault"
+    );
+    assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
+
+    let service = fx.api::<Service>().get("files-0").await?;
+    assert!(owned(&service.metadata));
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(
+        spec.selector.unwrap()["statefulset.kubernetes.io/pod-name"],
+        "files-0"
+    );
+    let ports: Vec<(i32, String)> = spec
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.port, format!("{:?}", p.target_port.unwrap())))
+        .collect();
+    assert_eq!(ports.len(), 11, "control + 10 passive: {ports:?}");
+    assert_eq!(ports[0], (21, "Int(2121)".to_owned()));
+    assert_eq!(ports[1], (30000, "Int(30000)".to_owned()));
+    assert_eq!(ports[10], (30009, "Int(30009)".to_owned()));
+
+    // The status says where clients go once known; not yet.
+    eventually("the status", WAIT, || async {
+        let ftp = fx.ftp("files").await?;
+        Ok(ftp.status.is_some_and(|s| {
+            s.observed_generation == Some(1)
+                && s.endpoints.len() == 1
+                && s.endpoints[0].service == "files-0"
+                && s.endpoints[0].address.is_none()
+                && s.ports.as_deref() == Some("21,30000-30009")
+        }))
+    })
+    .await?;
+    assert_eq!(
+        fx.condition("files", "AddressAssigned").await?,
+        Some(("False".into(), "AddressPending".into()))
+    );
+    fx.operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn load_balancer_address_flows_to_the_address_file_and_status() -> Result<()> {
+    let fx = Fixture::new("op-address").await?;
+    fx.create("files", MINIMAL).await?;
+    eventually("the Service", WAIT, || async {
+        Ok(fx.service_names("files").await? == ["files-0"])
+    })
+    .await?;
+
+    fx.publish_ingress("files-0", json!({"ip": "203.0.113.10"}))
+        .await?;
+    eventually("the IP in the address file", WAIT, || async {
+        Ok(fx
+            .addresses("files")
+            .await?
+            .get("files-0")
+            .map(String::as_str)
+            == Some("203.0.113.10"))
+    })
+    .await?;
+    eventually("the IP in the status", WAIT, || async {
+        Ok(fx.endpoint_address("files", 0).await?.as_deref() == Some("203.0.113.10"))
+    })
+    .await?;
+    let endpoint = fx.ftp("files").await?.status.unwrap().endpoints[0].clone();
+    assert_eq!(endpoint.url.as_deref(), Some("ftp://203.0.113.10:21/"));
+    assert_eq!(
+        fx.condition("files", "AddressAssigned").await?,
+        Some(("True".into(), "AddressesKnown".into()))
+    );
+
+    // The load balancer moves to a hostname: both follow.
+    fx.publish_ingress("files-0", json!({"hostname": "lb-1.example.com"}))
+        .await?;
+    eventually("the hostname in the address file", WAIT, || async {
+        Ok(fx
+            .addresses("files")
+            .await?
+            .get("files-0")
+            .map(String::as_str)
+            == Some("lb-1.example.com"))
+    })
+    .await?;
+    eventually("the hostname in the status", WAIT, || async {
+        Ok(fx.endpoint_address("files", 0).await?.as_deref() == Some("lb-1.example.com"))
+    })
+    .await?;
+    fx.operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ready_when_the_pod_is_ready_and_has_an_address() -> Result<()> {
+    let fx = Fixture::new("op-ready").await?;
+    fx.create("files", MINIMAL).await?;
+    // kube-controller-manager's StatefulSet controller makes the pod; no
+    // kubelet runs it, so mark it ready as a kubelet would.
+    let pods = fx.api::<Pod>();
+    eventually("the pod", WAIT, || async {
+        Ok(pods.get_opt("files-0").await?.is_some())
+    })
+    .await?;
+    let ready = json!({"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2030-01-01T00:00:00Z"}
+    ]}});
+    pods.patch_status("files-0", &PatchParams::default(), &Patch::Merge(&ready))
+        .await?;
+    eventually("a ready replica without address", WAIT, || async {
+        Ok(
+            fx.condition("files", "Ready").await?
+                == Some(("False".into(), "AddressPending".into())),
+        )
+    })
+    .await?;
+    assert_eq!(fx.ftp("files").await?.status.unwrap().ready_replicas, 1);
+
+    fx.publish_ingress("files-0", json!({"ip": "203.0.113.11"}))
+        .await?;
+    eventually("Ready", WAIT, || async {
+        Ok(fx.condition("files", "Ready").await? == Some(("True".into(), "Ready".into())))
+    })
+    .await?;
+    fx.operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_service_per_replica_follows_scaling() -> Result<()> {
+    let fx = Fixture::new("op-scale").await?;
+    fx.create("files", &format!("{MINIMAL}\nreplicas: 3"))
+        .await?;
+    eventually("three Services", WAIT, || async {
+        Ok(fx.service_names("files").await? == ["files-0", "files-1", "files-2"])
+    })
+    .await?;
+    for ordinal in 0..3 {
+        let service = fx.api::<Service>().get(&format!("files-{ordinal}")).await?;
+        let selector = service.spec.unwrap().selector.unwrap();
+        assert_eq!(
+            selector["statefulset.kubernetes.io/pod-name"],
+            format!("files-{ordinal}")
+        );
+    }
+    fx.publish_ingress("files-2", json!({"ip": "203.0.113.12"}))
+        .await?;
+    eventually("replica 2's address", WAIT, || async {
+        let addresses = fx.addresses("files").await?;
+        Ok(addresses.len() == 3
+            && addresses["files-2"] == "203.0.113.12"
+            && addresses["files-0"].is_empty())
+    })
+    .await?;
+
+    let scale = json!({"spec": {"replicas": 1}});
+    fx.api::<FtpServer>()
+        .patch("files", &PatchParams::default(), &Patch::Merge(&scale))
+        .await?;
+    eventually("the extra Services to go", WAIT, || async {
+        Ok(fx.service_names("files").await? == ["files-0"])
+    })
+    .await?;
+    eventually("the extra addresses to go", WAIT, || async {
+        Ok(fx.addresses("files").await?.keys().collect::<Vec<_>>() == ["files-0"])
+    })
+    .await?;
+    let set = fx.api::<StatefulSet>().get("files").await?;
+    assert_eq!(set.spec.unwrap().replicas, Some(1));
+    fx.operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn edited_or_deleted_children_are_put_back() -> Result<()> {
+    let fx = Fixture::new("op-repair").await?;
+    fx.create("files", MINIMAL).await?;
+    let configs = fx.api::<ConfigMap>();
+    eventually("the children", WAIT, || async {
+        Ok(configs.get_opt("files-config").await?.is_some()
+            && fx.service_names("files").await? == ["files-0"]
+            && fx.api::<StatefulSet>().get_opt("files").await?.is_some())
+    })
+    .await?;
+    let original = configs.get("files-config").await?.data;
+
+    // Someone edits the config by hand...
+    let edit = json!({"data": {"server.toml": "listen = \"0.0.0.0:1\"\n"}});
+    configs
+        .patch(
+            "files-config",
+            &PatchParams::default(),
+            &Patch::Merge(&edit),
+        )
+        .await?;
+    eventually("the config restored", WAIT, || async {
+        Ok(configs.get("files-config").await?.data == original)
+    })
+    .await?;
+
+    // ...drops the passive ports from the Service...
+    let services = fx.api::<Service>();
+    let edit = json!({"spec": {"ports": [{"name": "ftp", "port": 21, "targetPort": 2121, "protocol": "TCP"}]}});
+    services
+        .patch("files-0", &PatchParams::default(), &Patch::Merge(&edit))
+        .await?;
+    eventually("the passive ports restored", WAIT, || async {
+        let service = services.get("files-0").await?;
+        Ok(service.spec.unwrap().ports.unwrap().len() == 11)
+    })
+    .await?;
+
+    // ...or deletes the StatefulSet.
+    let sets = fx.api::<StatefulSet>();
+    let uid = sets.get("files").await?.uid();
+    sets.delete("files", &DeleteParams::default()).await?;
+    eventually("the StatefulSet recreated", WAIT, || async {
+        Ok(sets.get_opt("files").await?.is_some_and(|s| s.uid() != uid))
+    })
+    .await?;
+    fx.operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_the_ftpserver_collects_its_children() -> Result<()> {
+    let fx = Fixture::new("op-gc").await?;
+    fx.create("files", &format!("{MINIMAL}\nreplicas: 2"))
+        .await?;
+    eventually("the children", WAIT, || async {
+        Ok(fx.service_names("files").await?.len() == 2
+            && fx.api::<StatefulSet>().get_opt("files").await?.is_some()
+            && fx
+                .api::<ConfigMap>()
+                .get_opt("files-addresses")
+                .await?
+                .is_some())
+    })
+    .await?;
+    fx.api::<FtpServer>()
+        .delete("files", &DeleteParams::foreground())
+        .await?;
+    eventually("garbage collection", Duration::from_secs(60), || async {
+        Ok(fx.service_names("files").await?.is_empty()
+            && fx.api::<StatefulSet>().get_opt("files").await?.is_none()
+            && fx
+                .api::<ConfigMap>()
+                .get_opt("files-config")
+                .await?
+                .is_none()
+            && fx
+                .api::<ConfigMap>()
+                .get_opt("files-addresses")
+                .await?
+                .is_none()
+            && fx.api::<FtpServer>().get_opt("files").await?.is_none())
+    })
+    .await?;
+    fx.operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_ip_and_override_addresses() -> Result<()> {
+    let fx = Fixture::new("op-clusterip").await?;
+    fx.create(
+        "internal",
+        &format!("{MINIMAL}\nservice: {{type: ClusterIP}}"),
+    )
+    .await?;
+    fx.create(
+        "named",
+        &format!("{MINIMAL}\npassive: {{advertisedAddress: ftp.example.com}}"),
+    )
+    .await?;
+    eventually("the cluster IP as address", WAIT, || async {
+        let service = fx.api::<Service>().get_opt("internal-0").await?;
+        let Some(ip) = service.and_then(|s| s.spec?.cluster_ip) else {
+            return Ok(false);
+        };
+        Ok(
+            fx.addresses("internal").await?.get("internal-0") == Some(&ip)
+                && fx.endpoint_address("internal", 0).await? == Some(ip),
+        )
+    })
+    .await?;
+    eventually("the override as address", WAIT, || async {
+        Ok(fx
+            .addresses("named")
+            .await?
+            .get("named-0")
+            .map(String::as_str)
+            == Some("ftp.example.com")
+            && fx.endpoint_address("named", 0).await?.as_deref() == Some("ftp.example.com"))
+    })
+    .await?;
+    // The override wins over the load balancer's address.
+    fx.publish_ingress("named-0", json!({"ip": "203.0.113.13"}))
+        .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fx.addresses("named")
+            .await?
+            .get("named-0")
+            .map(String::as_str),
+        Some("ftp.example.com")
+    );
+    fx.operator.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn node_port_advertises_the_node_running_the_replica() -> Result<()> {
+    let fx = Fixture::new("op-nodeport").await?;
+    fx.create(
+        "edge",
+        &format!("{MINIMAL}\nservice: {{type: NodePort, controlPort: 30021}}\npassive: {{portRange: {{min: 30100, max: 30104}}}}"),
+    )
+    .await?;
+    let service = {
+        let services = fx.api::<Service>();
+        eventually("the Service", WAIT, || async {
+            Ok(services.get_opt("edge-0").await?.is_some())
+        })
+        .await?;
+        services.get("edge-0").await?
+    };
+    let node_ports: Vec<Option<i32>> = service
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port)
+        .collect();
+    assert_eq!(
+        node_ports,
+        [
+            Some(30021),
+            Some(30100),
+            Some(30101),
+            Some(30102),
+            Some(30103),
+            Some(30104)
+        ]
+    );
+
+    // A node, and the pod bound to it as the scheduler would.
+    let node_name = format!("node-{}", fx.ns.name);
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": node_name},
+        "status": {"addresses": [
+            {"type": "InternalIP", "address": "192.168.7.4"},
+            {"type": "ExternalIP", "address": "198.51.100.4"}
+        ]}
+    }))?;
+    let nodes: Api<Node> = Api::all(fx.ns.client.clone());
+    nodes.create(&PostParams::default(), &node).await?;
+    let status = json!({"status": node.status});
+    nodes
+        .patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    let pods = fx.api::<Pod>();
+    eventually("the pod", WAIT, || async {
+        Ok(pods.get_opt("edge-0").await?.is_some())
+    })
+    .await?;
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "edge-0"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}
+    });
+    let request = http_post(
+        &format!("/api/v1/namespaces/{}/pods/edge-0/binding", fx.ns.name),
+        &binding,
+    );
+    fx.ns.client.request_text(request).await?;
+
+    eventually("the node's external IP as address", WAIT, || async {
+        Ok(fx
+            .addresses("edge")
+            .await?
+            .get("edge-0")
+            .map(String::as_str)
+            == Some("198.51.100.4")
+            && fx.endpoint_address("edge", 0).await?.as_deref() == Some("198.51.100.4"))
+    })
+    .await?;
+    let ftp = fx.ftp("edge").await?;
+    assert_eq!(
+        ftp.status.unwrap().endpoints[0].url.as_deref(),
+        Some("ftp://198.51.100.4:30021/")
+    );
+    nodes.delete(&node_name, &DeleteParams::default()).await?;
+    fx.operator.stop().await;
+    Ok(())
+}
+
+fn http_post(path: &str, body: &serde_json::Value) -> http::Request<Vec<u8>> {
+    http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).unwrap())
+        .unwrap()
+}
+
+/// In steady state the operator reconciles (every 5 s here) and writes
+/// nothing: no request from it, no changed resourceVersion in the namespace.
+#[tokio::test]
+async fn steady_state_makes_no_writes() -> Result<()> {
+    let ns = shared_namespace("op-steady").await?;
+    support::install_crd(&ns.client).await?;
+    let operator = Operator::start_with_resync(&ns.client, &ns.name, Duration::from_secs(5));
+    let fx = Fixture { ns, operator };
+    fx.create("files", &format!("{MINIMAL}\nreplicas: 2"))
+        .await?;
+    eventually("the Services", WAIT, || async {
+        Ok(fx.service_names("files").await?.len() == 2)
+    })
+    .await?;
+    fx.publish_ingress("files-0", json!({"ip": "203.0.113.20"}))
+        .await?;
+    fx.publish_ingress("files-1", json!({"hostname": "lb-2.example.com"}))
+        .await?;
+    eventually("both addresses in the status", WAIT, || async {
+        Ok(fx.condition("files", "AddressAssigned").await?
+            == Some(("True".into(), "AddressesKnown".into())))
+    })
+    .await?;
+    // Let the last watch events drain.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let versions = || async {
+        let mut versions = BTreeMap::new();
+        let params = ListParams::default();
+        for ftp in fx.api::<FtpServer>().list(&params).await? {
+            versions.insert(
+                format!("FtpServer/{}", ftp.name_any()),
+                ftp.resource_version(),
+            );
+        }
+        for map in fx.api::<ConfigMap>().list(&params).await? {
+            versions.insert(
+                format!("ConfigMap/{}", map.name_any()),
+                map.resource_version(),
+            );
+        }
+        for service in fx.api::<Service>().list(&params).await? {
+            versions.insert(
+                format!("Service/{}", service.name_any()),
+                service.resource_version(),
+            );
+        }
+        for set in fx.api::<StatefulSet>().list(&params).await? {
+            versions.insert(
+                format!("StatefulSet/{}", set.name_any()),
+                set.resource_version(),
+            );
+        }
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(fx.ns.client.clone(), &fx.ns.name);
+        for event in events.list(&params).await? {
+            versions.insert(
+                format!("Event/{}", event.name_any()),
+                event.resource_version(),
+            );
+        }
+        anyhow::Ok(versions)
+    };
+    let before = versions().await?;
+    let writes_before = fx.operator.metrics.total_writes();
+    let reconciles_before = fx.operator.metrics.reconciliations.get();
+
+    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    let reconciles = fx.operator.metrics.reconciliations.get() - reconciles_before;
+    let writes = fx.operator.metrics.total_writes() - writes_before;
+    eprintln!("steady state, 30 s: {reconciles} reconciles, {writes} writes");
+    assert!(
+        reconciles >= 4,
+        "only {reconciles} reconciles: the test proves nothing"
+    );
+    assert_eq!(writes, 0, "the operator wrote in steady state");
+    assert_eq!(versions().await?, before, "objects changed in steady state");
+    fx.operator.stop().await;
+    Ok(())
+}
