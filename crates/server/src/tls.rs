@@ -52,8 +52,18 @@ impl TlsConfig {
     }
 }
 
-/// The current TLS server configuration; replaced on certificate reload.
-pub type SharedTls = watch::Receiver<Arc<ServerConfig>>;
+/// The TLS configurations of one certificate generation.
+pub struct TlsConfigs {
+    /// For control connections: issues session tickets.
+    pub control: Arc<ServerConfig>,
+    /// For data connections: resumes the control connection's session and
+    /// issues no tickets. A ticket arriving on an upload's data connection
+    /// reads as zero bytes to some clients (lftp), which take it for EOF.
+    pub data: Arc<ServerConfig>,
+}
+
+/// The current TLS configurations; replaced on certificate reload.
+pub type SharedTls = watch::Receiver<Arc<TlsConfigs>>;
 
 /// Loads the certificate and key and keeps them current. All reloaded
 /// configurations share the resumption state, so data connections can resume
@@ -71,7 +81,7 @@ pub fn load(config: &TlsConfig) -> anyhow::Result<Option<SharedTls>> {
             .map_err(|e| anyhow::anyhow!("tls: ticketer: {e}"))?,
     };
     let rx = watch_files(&[cert, key], move |files| {
-        server_config(files, &resumption).map(Arc::new)
+        configs(files, &resumption).map(Arc::new)
     })
     .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
     Ok(Some(rx))
@@ -84,6 +94,16 @@ pub fn load(config: &TlsConfig) -> anyhow::Result<Option<SharedTls>> {
 struct Resumption {
     cache: Arc<dyn StoresServerSessions>,
     ticketer: Arc<dyn ProducesTickets>,
+}
+
+fn configs(files: &[Option<Vec<u8>>], resumption: &Resumption) -> Result<TlsConfigs, String> {
+    let control = server_config(files, resumption)?;
+    let mut data = control.clone();
+    data.send_tls13_tickets = 0;
+    Ok(TlsConfigs {
+        control: Arc::new(control),
+        data: Arc::new(data),
+    })
 }
 
 fn server_config(

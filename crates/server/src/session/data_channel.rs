@@ -130,7 +130,12 @@ impl Session {
 
     /// Wraps the data connection in TLS under PROT P.
     pub(super) async fn secure_data(&self, tcp: TcpStream) -> Result<MaybeTls, Reply> {
-        let Some(config) = self.tls.clone().filter(|_| self.protect_data) else {
+        let Some(config) = self
+            .tls
+            .as_ref()
+            .filter(|_| self.protect_data)
+            .map(|t| t.data.clone())
+        else {
             return Ok(MaybeTls::Plain(tcp));
         };
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, MaybeTls::accept(tcp, config)).await {

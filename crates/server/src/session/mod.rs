@@ -19,7 +19,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -31,7 +30,7 @@ use crate::reply::Reply;
 use crate::server::Shared;
 use crate::storage::{Storage, StorageError, UploadMode};
 use crate::stream::MaybeTls;
-use crate::tls::TlsMode;
+use crate::tls::{TlsConfigs, TlsMode};
 use crate::users::{self, Account};
 use crate::vpath::VPath;
 use transfers::ListKind;
@@ -70,7 +69,7 @@ pub struct Session {
     control: ControlConn<MaybeTls>,
     /// The TLS configuration of this session once the control connection is
     /// protected; data connections use the same one (and its session cache).
-    tls: Option<Arc<ServerConfig>>,
+    tls: Option<Arc<TlsConfigs>>,
     pbsz_done: bool,
     /// PROT P: data connections are TLS too.
     protect_data: bool,
@@ -105,7 +104,7 @@ impl Session {
         let (stream, tls) = match (implicit_tls, &shared.tls) {
             (true, Some(tls)) => {
                 let config = tls.borrow().clone();
-                let accept = MaybeTls::accept(tcp, config.clone());
+                let accept = MaybeTls::accept(tcp, config.control.clone());
                 let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept)
                     .await
                     .map_err(|_| {

@@ -31,7 +31,7 @@ impl Session {
         }
         let config = tls.borrow().clone();
         self.reply(234, "AUTH TLS successful").await?;
-        let upgrade = self.control.stream_mut().upgrade(config.clone());
+        let upgrade = self.control.stream_mut().upgrade(config.control.clone());
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, upgrade).await {
             Ok(Ok(())) => {
                 self.tls = Some(config);

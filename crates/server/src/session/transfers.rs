@@ -150,7 +150,10 @@ impl Session {
         let job = {
             let progress = progress.clone();
             async move {
-                transfer::copy(data, upload.file(), ascii, progress).await?;
+                match ascii {
+                    None => transfer::receive_file(data, upload.file(), progress).await?,
+                    Some(_) => transfer::copy(data, upload.file(), ascii, progress).await?,
+                };
                 Ok(upload)
             }
         };
