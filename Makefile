@@ -37,6 +37,7 @@ cluster-down:
 ## Regenerate the FtpServer CRD (crds/ and the Helm chart) from crates/api.
 crds:
 	$(CARGO) run -q -p kubeftp-operator -- crd > crds/ftpserver.yaml
+	cp crds/ftpserver.yaml charts/kubeftp/crds/ftpserver.yaml
 
 ## Benchmark kubeftp-server against vsftpd on loopback (root; ~10 minutes).
 bench-ftp:

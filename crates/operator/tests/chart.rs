@@ -1,0 +1,264 @@
+//! The Helm chart and the examples against the real apiserver: lint,
+//! values schema, server-side dry runs, and the operator running with
+//! exactly the chart's RBAC.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kubeftp_api::FtpServer;
+use kubeftp_testenv::{shared, shared_namespace};
+use serde_json::json;
+use support::{Operator, eventually};
+
+const KUBE_VERSION: &str = "1.34.4";
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn tool(name: &str) -> PathBuf {
+    kubeftp_testenv::tools::binary_in(&kubeftp_testenv::tools::tools_dir(), name)
+        .expect("`make tools` builds helm and kubectl")
+}
+
+fn run(command: &mut Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn succeed(command: &mut Command, stdin: Option<&[u8]>) -> String {
+    let output = run(command, stdin);
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn helm_template(release: &str, namespace: &str, extra: &[&str]) -> Command {
+    let mut helm = Command::new(tool("helm"));
+    helm.args(["template", release])
+        .arg(repo("charts/kubeftp"))
+        .args(["--namespace", namespace, "--kube-version", KUBE_VERSION])
+        .args(extra);
+    helm
+}
+
+async fn kubectl() -> Result<Command> {
+    let mut kubectl = Command::new(tool("kubectl"));
+    kubectl
+        .arg("--kubeconfig")
+        .arg(shared().await?.kubeconfig_path());
+    Ok(kubectl)
+}
+
+#[test]
+fn helm_lint_passes() {
+    let mut helm = Command::new(tool("helm"));
+    helm.args(["lint", "--strict", "--kube-version", KUBE_VERSION])
+        .arg(repo("charts/kubeftp"));
+    let out = succeed(&mut helm, None);
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
+
+#[test]
+fn values_schema_refuses_bad_values() {
+    for (set, expected) in [
+        ("logFormat=xml", "value must be one of 'json', 'text'"),
+        ("resyncSeconds=1", "minimum"),
+        ("image.pullPolicy=Sometimes", "value must be one of"),
+        (
+            "replicaCount=2",
+            "additional properties 'replicaCount' not allowed",
+        ),
+    ] {
+        let output = run(&mut helm_template("t", "kubeftp", &["--set", set]), None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--set {set} was accepted");
+        assert!(stderr.contains(expected), "--set {set}: {stderr}");
+    }
+}
+
+#[test]
+fn chart_crd_is_installed_from_crds_dir_and_rbac_never_reads_secrets() {
+    let rendered = succeed(
+        &mut helm_template("t", "kubeftp", &["--include-crds"]),
+        None,
+    );
+    assert!(rendered.contains("name: ftpservers.kubeftp.dev"));
+    assert!(
+        !rendered.contains("secrets"),
+        "the operator must not need Secrets"
+    );
+    let args = succeed(
+        &mut helm_template("t", "kubeftp", &["--set", "watchNamespace=ftp"]),
+        None,
+    );
+    assert!(args.contains("--namespace=ftp"), "{args}");
+    assert!(
+        args.contains("--server-image=kubeftp/kubeftp-server:0.1.0"),
+        "{args}"
+    );
+}
+
+#[tokio::test]
+async fn chart_passes_server_side_dry_run() -> Result<()> {
+    let ns = shared_namespace("chart-dry-run").await?;
+    let rendered = succeed(
+        &mut helm_template("kubeftp", &ns.name, &["--include-crds"]),
+        None,
+    );
+    let out = succeed(
+        kubectl()
+            .await?
+            .args(["apply", "--dry-run=server", "-f", "-"]),
+        Some(rendered.as_bytes()),
+    );
+    for object in [
+        "customresourcedefinition.apiextensions.k8s.io/ftpservers.kubeftp.dev",
+        "serviceaccount/kubeftp",
+        "clusterrole.rbac.authorization.k8s.io/kubeftp",
+        "clusterrolebinding.rbac.authorization.k8s.io/kubeftp",
+        "deployment.apps/kubeftp",
+    ] {
+        assert!(out.contains(object), "{object} missing from:\n{out}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn examples_pass_server_side_dry_run() -> Result<()> {
+    let ns = shared_namespace("examples").await?;
+    support::install_crd(&ns.client).await?;
+    for example in ["minimal.yaml", "tls.yaml", "nodeport.yaml"] {
+        let out = succeed(
+            kubectl()
+                .await?
+                .args(["apply", "--dry-run=server", "-n", &ns.name, "-f"])
+                .arg(repo(&format!("examples/{example}"))),
+            None,
+        );
+        assert!(out.contains("ftpserver.kubeftp.dev/"), "{example}: {out}");
+    }
+    Ok(())
+}
+
+/// The operator, impersonating the chart's ServiceAccount, does its whole
+/// job: the ClusterRole grants everything it uses.
+#[tokio::test]
+async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
+    let ns = shared_namespace("chart-rbac").await?;
+    support::install_crd(&ns.client).await?;
+    // Cluster-scoped names are per release: name the release after the namespace.
+    let release = ns.name.clone();
+    let rendered = succeed(
+        &mut helm_template(
+            &release,
+            &ns.name,
+            &[
+                "--show-only",
+                "templates/serviceaccount.yaml",
+                "--show-only",
+                "templates/rbac.yaml",
+            ],
+        ),
+        None,
+    );
+    succeed(
+        kubectl().await?.args(["apply", "-f", "-"]),
+        Some(rendered.as_bytes()),
+    );
+
+    let plane = shared().await?;
+    let kubeconfig = Kubeconfig::read_from(plane.kubeconfig_path())?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let account = format!("{release}-kubeftp");
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{account}", ns.name));
+    let as_operator = kube::Client::try_from(config)?;
+    // RBAC bindings can take a moment to reach the authorizer's cache.
+    let ftps: Api<FtpServer> = Api::namespaced(as_operator.clone(), &ns.name);
+    eventually("the role to apply", Duration::from_secs(30), || async {
+        Ok(ftps.list(&ListParams::default()).await.is_ok())
+    })
+    .await?;
+    let operator = Operator::start(&as_operator, &ns.name);
+
+    let admin = |client: &kube::Client| Api::<FtpServer>::namespaced(client.clone(), &ns.name);
+    let spec =
+        serde_yaml::from_str("replicas: 2\nusers: {secretName: u}\nstorage: {emptyDir: {}}")?;
+    admin(&ns.client)
+        .create(&PostParams::default(), &FtpServer::new("files", spec))
+        .await?;
+    let services: Api<Service> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("both Services", Duration::from_secs(30), || async {
+        Ok(services.get_opt("files-1").await?.is_some())
+    })
+    .await?;
+    let ingress = json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.30"}]}}});
+    services
+        .patch_status("files-0", &PatchParams::default(), &Patch::Merge(&ingress))
+        .await?;
+    let maps: Api<ConfigMap> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the address", Duration::from_secs(30), || async {
+        let map = maps.get_opt("files-addresses").await?;
+        Ok(map
+            .and_then(|m| m.data)
+            .is_some_and(|d| d.get("files-0").map(String::as_str) == Some("203.0.113.30")))
+    })
+    .await?;
+    // Scaling down deletes a Service; the address makes an Event.
+    admin(&ns.client)
+        .patch(
+            "files",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 1}})),
+        )
+        .await?;
+    eventually(
+        "the extra Service to go",
+        Duration::from_secs(30),
+        || async { Ok(services.get_opt("files-1").await?.is_none()) },
+    )
+    .await?;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(ns.client.clone(), &ns.name);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    if !reasons.iter().any(|r| r == "AddressesKnown") {
+        bail!("no AddressesKnown event; events: {reasons:?}");
+    }
+    let failures = operator.metrics.failures.clone();
+    operator.stop().await;
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("f", "", failures);
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    assert!(!text.contains("Forbidden"), "forbidden requests: {text}");
+    Ok(())
+}
