@@ -133,38 +133,56 @@ fn start_binary(root: &std::path::Path, extra_config: &str) -> Running {
     let config = root.join("server.toml");
     let users = root.join("users.toml");
     std::fs::write(&users, support::users_toml("")).unwrap();
-    let base = 20000 + rand::random::<u16>() % 40000;
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nroot = \"{}\"\nusers-file = \"{}\"\n\
-             [passive]\nports = \"{base}-{}\"\n[ops]\nlisten = \"127.0.0.1:0\"\n{extra_config}",
-            root.join("srv").display(),
-            users.display(),
-            base + 9
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "--log-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut control, mut ops) = (None, None);
-    while control.is_none() || ops.is_none() {
-        let line = lines.next().expect("banner").unwrap();
-        let addr = |prefix: &str| line.split(prefix).nth(1)?.split(' ').next()?.parse().ok();
-        control = control.or_else(|| addr("listening on ftp://"));
-        ops = ops.or_else(|| addr("ops endpoints on http://"));
-    }
     std::fs::create_dir_all(root.join("srv/alice")).unwrap();
-    Running {
-        child,
-        control: control.unwrap(),
-        ops: ops.unwrap(),
+    // A random passive range may be taken by another test: try again.
+    for _ in 0..20 {
+        let base = 20000 + rand::random::<u16>() % 40000;
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nroot = \"{}\"\nusers-file = \"{}\"\n\
+                 [passive]\nports = \"{base}-{}\"\n[ops]\nlisten = \"127.0.0.1:0\"\n{extra_config}",
+                root.join("srv").display(),
+                users.display(),
+                base + 9
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "--log-format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut control, mut ops) = (None, None);
+        while control.is_none() || ops.is_none() {
+            let Some(Ok(line)) = lines.next() else { break };
+            let addr = |prefix: &str| line.split(prefix).nth(1)?.split(' ').next()?.parse().ok();
+            control = control.or_else(|| addr("listening on ftp://"));
+            ops = ops.or_else(|| addr("ops endpoints on http://"));
+        }
+        if let (Some(control), Some(ops)) = (control, ops) {
+            return Running {
+                child,
+                control,
+                ops,
+            };
+        }
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        child.wait().unwrap();
+        assert!(
+            stderr.contains("in use"),
+            "the server did not start:\n{stderr}"
+        );
     }
+    panic!("no free passive port range found");
 }
 
 fn sigterm(child: &Child) {
