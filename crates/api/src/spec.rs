@@ -33,7 +33,7 @@ use crate::FtpServerStatus;
     printcolumn(
         name = "Address",
         type_ = "string",
-        json_path = ".status.endpoints[*].address",
+        json_path = ".status.addresses",
         description = "The address each replica advertises"
     ),
     printcolumn(

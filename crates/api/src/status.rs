@@ -43,6 +43,12 @@ pub struct FtpServerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Endpoint>,
 
+    /// The replicas' addresses in ordinal order, comma-separated, with
+    /// `<pending>` for those not known yet: a summary for `kubectl get`;
+    /// endpoints has the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<String>,
+
     /// Control port and passive range, e.g. `21,30000-30009`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<String>,

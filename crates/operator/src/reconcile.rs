@@ -31,7 +31,7 @@ pub async fn reconcile(
     let span = tracing::info_span!(
         "reconcile",
         namespace = object.namespace().unwrap_or_default(),
-        name = object.name_any()
+        ftpserver = object.name_any()
     );
     let started = Instant::now();
     ctx.metrics.reconciliations.inc();
@@ -62,7 +62,7 @@ pub fn error_policy(
     let delay = backoff(error, failures);
     tracing::warn!(
         namespace = object.namespace().unwrap_or_default(),
-        name = object.name_any(),
+        ftpserver = object.name_any(),
         kind = error.kind(),
         failures,
         retry_in = ?delay,

@@ -127,8 +127,14 @@ pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServer
         }
     };
 
+    let addresses = endpoints
+        .iter()
+        .map(|e| e.address.as_deref().unwrap_or("<pending>"))
+        .collect::<Vec<_>>()
+        .join(",");
     FtpServerStatus {
         observed_generation: generation,
+        addresses: (!addresses.is_empty()).then_some(addresses),
         conditions: vec![
             condition(READY, ready),
             condition(ADDRESS_ASSIGNED, address_assigned),
@@ -202,6 +208,10 @@ mod tests {
         assert_eq!((status.replicas, status.ready_replicas), (2, 2));
         assert_eq!(status.ports.as_deref(), Some("21,30000-30009"));
         assert_eq!(
+            status.addresses.as_deref(),
+            Some("203.0.113.1,lb.example.com")
+        );
+        assert_eq!(
             status.endpoints[1],
             Endpoint {
                 pod: "files-1".into(),
@@ -234,6 +244,7 @@ mod tests {
         assert_eq!(assigned.status, "False");
         assert!(assigned.message.contains("files-1"), "{}", assigned.message);
         assert_eq!(status.endpoints[1].url, None);
+        assert_eq!(status.addresses.as_deref(), Some("203.0.113.1,<pending>"));
     }
 
     #[test]

@@ -329,6 +329,35 @@ async fn one_service_per_replica_follows_scaling() -> Result<()> {
     })
     .await?;
 
+    eventually("the addresses summary", WAIT, || async {
+        let status = fx.ftp("files").await?.status.unwrap_or_default();
+        Ok(status.addresses.as_deref() == Some("<pending>,<pending>,203.0.113.12"))
+    })
+    .await?;
+    // `kubectl get ftpservers` shows it: the apiserver's table view.
+    let table = http::Request::get(format!(
+        "/apis/kubeftp.dev/v1alpha1/namespaces/{}/ftpservers/files",
+        fx.ns.name
+    ))
+    .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+    .body(Vec::new())?;
+    let table: serde_json::Value = serde_json::from_str(&fx.ns.client.request_text(table).await?)?;
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Name", "Ready", "Address", "Ports", "Replicas", "Age"]
+    );
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(cells[1], "False");
+    assert_eq!(cells[2], "<pending>,<pending>,203.0.113.12");
+    assert_eq!(cells[3], "21,30000-30009");
+    assert_eq!(cells[4], 3);
+
     let scale = json!({"spec": {"replicas": 1}});
     fx.api::<FtpServer>()
         .patch("files", &PatchParams::default(), &Patch::Merge(&scale))
