@@ -689,3 +689,57 @@ async fn steady_state_makes_no_writes() -> Result<()> {
     fx.operator.stop().await;
     Ok(())
 }
+
+/// A child the apiserver refuses (here: node ports another FtpServer holds)
+/// shows as Degraded, with the apiserver's reason, and a Warning event.
+#[tokio::test]
+async fn refused_children_show_as_degraded() -> Result<()> {
+    let fx = Fixture::new("op-degraded").await?;
+    let spec = format!(
+        "{MINIMAL}\nservice: {{type: NodePort, controlPort: 30221}}\npassive: {{portRange: {{min: 30200, max: 30204}}}}"
+    );
+    fx.create("first", &spec).await?;
+    eventually("the first Service", WAIT, || async {
+        Ok(fx.service_names("first").await? == ["first-0"])
+    })
+    .await?;
+    fx.create("second", &spec).await?;
+    eventually("the second Degraded", WAIT, || async {
+        Ok(fx.condition("second", "Degraded").await? == Some(("True".into(), "Rejected".into())))
+    })
+    .await?;
+    let status = fx.ftp("second").await?.status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert!(
+        degraded.message.contains("applying Service second-0")
+            && degraded.message.contains("already allocated"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(
+        fx.condition("second", "Ready").await?,
+        Some(("False".into(), "Degraded".into()))
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(fx.ns.client.clone(), &fx.ns.name);
+    let warned = events
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("Rejected")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("second")
+        });
+    assert!(warned, "no Warning event for the refused Service");
+    assert_eq!(
+        fx.condition("first", "Degraded").await?,
+        Some(("False".into(), "AsExpected".into()))
+    );
+    fx.operator.stop().await;
+    Ok(())
+}
