@@ -130,23 +130,17 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
 ) -> io::Result<u64> {
     let mut file = file.try_clone().await?.into_std().await;
     let start = io::Seek::stream_position(&mut file)?;
-    // The file is away on the blocking thread while a write runs.
-    let mut file = Some(file);
+    // The file and the written-back offset travel to the blocking thread
+    // with each write and come back with the emptied buffer.
+    let mut state = Some((file, start));
     let (mut buf, mut spare) = (vec![0u8; RECV_BUF], vec![0u8; RECV_BUF]);
-    let mut writing: Option<tokio::task::JoinHandle<io::Result<(std::fs::File, Vec<u8>)>>> = None;
-    // At most one writeback request in flight; a later one covers more.
-    let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
-    let (mut total, mut flushed) = (0u64, 0u64);
+    let mut writing: Option<WriteJob> = None;
+    let mut total = 0u64;
     loop {
         let n = fill(&mut from, &mut buf).await?;
         if let Some(job) = writing.take() {
-            let (f, b) = job.await.map_err(io::Error::other)??;
-            (file, spare) = (Some(f), b);
-        }
-        let f = file.take().expect("the file is back after each write");
-        if total - flushed >= WRITEBACK_EVERY && flushing.as_ref().is_none_or(|j| j.is_finished()) {
-            flushing = Some(start_writeback(&f, start + flushed, total - flushed)?);
-            flushed = total;
+            let (s, b) = job.await.map_err(io::Error::other)??;
+            (state, spare) = (Some(s), b);
         }
         if n == 0 {
             break;
@@ -154,14 +148,23 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
         total += n as u64;
         progress.fetch_add(n as u64, Ordering::Relaxed);
         let chunk = std::mem::replace(&mut buf, std::mem::take(&mut spare));
-        writing = Some(tokio::task::spawn_blocking(move || {
-            let mut f = f;
+        let (mut f, mut flushed) = state.take().expect("the file is back after each write");
+        let end = start + total;
+        writing = Some(tokio::task::spawn_blocking(move || -> io::Result<_> {
             io::Write::write_all(&mut f, &chunk[..n])?;
-            Ok((f, chunk))
+            if end - flushed >= WRITEBACK_EVERY {
+                start_writeback(&f, flushed, end - flushed);
+                flushed = end;
+            }
+            Ok(((f, flushed), chunk))
         }));
     }
     Ok(total)
 }
+
+/// A write on the blocking pool: gives back the file, how far writeback was
+/// started, and the buffer.
+type WriteJob = tokio::task::JoinHandle<io::Result<((std::fs::File, u64), Vec<u8>)>>;
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
 async fn fill<R: AsyncRead + Unpin>(from: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -175,25 +178,20 @@ async fn fill<R: AsyncRead + Unpin>(from: &mut R, buf: &mut [u8]) -> io::Result<
     Ok(n)
 }
 
-/// Starts writeback of `len` bytes at `offset` on a blocking thread. It only
-/// starts it: durability still comes from the fsync at commit.
-fn start_writeback(
-    file: &std::fs::File,
-    offset: u64,
-    len: u64,
-) -> io::Result<tokio::task::JoinHandle<()>> {
-    let file = file.try_clone()?;
-    Ok(tokio::task::spawn_blocking(move || {
-        // SAFETY: sync_file_range on an fd we own; advisory only.
-        unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                offset as i64,
-                len as i64,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
-    }))
+/// Starts writeback of `len` bytes at `offset`, so that the disk works
+/// while the rest arrives. It only starts it: durability still comes from
+/// the fsync at commit.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    // SAFETY: sync_file_range on an open fd; advisory only, so its result
+    // does not matter.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as i64,
+            len as i64,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
