@@ -94,7 +94,14 @@ fn log_file(path: &Path) -> Result<Stdio> {
 }
 
 /// kubeftp-server with a users file (argon2id hash from `hash-password`).
-pub async fn kubeftp(bin: &Path, work: &Path, port: u16, passive: u16) -> Result<Server> {
+/// `env` is added to the server's environment (allocator tunables).
+pub async fn kubeftp(
+    bin: &Path,
+    work: &Path,
+    port: u16,
+    passive: u16,
+    env: &[(&str, &str)],
+) -> Result<Server> {
     let base = work.join("kubeftp");
     fresh_dir(&base)?;
     let home = base.join("root").join(USER);
@@ -118,6 +125,7 @@ pub async fn kubeftp(bin: &Path, work: &Path, port: u16, passive: u16) -> Result
         ),
     )?;
     let child = Command::new(bin)
+        .envs(env.iter().copied())
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())
