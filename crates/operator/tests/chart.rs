@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -242,17 +242,20 @@ async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
         || async { Ok(services.get_opt("files-1").await?.is_none()) },
     )
     .await?;
+    // The status (and its Event) follow the deletion in the same reconcile.
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(ns.client.clone(), &ns.name);
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    if !reasons.iter().any(|r| r == "AddressesKnown") {
-        bail!("no AddressesKnown event; events: {reasons:?}");
-    }
+    eventually(
+        "an AddressesKnown event",
+        Duration::from_secs(30),
+        || async {
+            let list = events.list(&ListParams::default()).await?;
+            Ok(list
+                .into_iter()
+                .any(|e| e.reason.as_deref() == Some("AddressesKnown")))
+        },
+    )
+    .await?;
     let failures = operator.metrics.failures.clone();
     operator.stop().await;
     let mut text = String::new();

@@ -519,7 +519,7 @@ async fn node_port_advertises_the_node_running_the_replica() -> Result<()> {
     let fx = Fixture::new("op-nodeport").await?;
     fx.create(
         "edge",
-        &format!("{MINIMAL}\nservice: {{type: NodePort, controlPort: 30021}}\npassive: {{portRange: {{min: 30100, max: 30104}}}}"),
+        &format!("{MINIMAL}\nservice: {{type: NodePort, controlPort: 30021}}\npassive: {{portRange: {{min: 30030, max: 30034}}}}"),
     )
     .await?;
     let service = {
@@ -542,11 +542,11 @@ async fn node_port_advertises_the_node_running_the_replica() -> Result<()> {
         node_ports,
         [
             Some(30021),
-            Some(30100),
-            Some(30101),
-            Some(30102),
-            Some(30103),
-            Some(30104)
+            Some(30030),
+            Some(30031),
+            Some(30032),
+            Some(30033),
+            Some(30034)
         ]
     );
 
@@ -696,7 +696,7 @@ async fn steady_state_makes_no_writes() -> Result<()> {
 async fn refused_children_show_as_degraded() -> Result<()> {
     let fx = Fixture::new("op-degraded").await?;
     let spec = format!(
-        "{MINIMAL}\nservice: {{type: NodePort, controlPort: 30221}}\npassive: {{portRange: {{min: 30200, max: 30204}}}}"
+        "{MINIMAL}\nservice: {{type: NodePort, controlPort: 30050}}\npassive: {{portRange: {{min: 30060, max: 30064}}}}"
     );
     fx.create("first", &spec).await?;
     eventually("the first Service", WAIT, || async {
