@@ -111,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         && !config.anonymous.enabled
         && config.listen.ip().is_loopback())
     .then(DevAccount::generate);
+    return_large_allocations_to_the_os();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let users = dev_account.as_ref().map(DevAccount::database);
@@ -221,4 +222,17 @@ fn hash_password() -> anyhow::Result<()> {
     anyhow::ensure!(!password.is_empty(), "empty password");
     println!("{}", crate::users::hash_password(&password));
     Ok(())
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, after
+/// which large blocks come from per-thread arenas and stay there. Each login
+/// frees argon2's 19 MiB on some blocking thread, so without this an idle
+/// session cost ~6.6 MiB of retained heap (measured by `make bench-ftp`);
+/// with a fixed threshold such blocks are mmapped and returned when freed.
+fn return_large_allocations_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }

@@ -38,6 +38,8 @@ pub struct Shared {
     pub tls: Option<SharedTls>,
     pub metrics: Metrics,
     pub logins: LoginLimiter,
+    /// Password verifications allowed at once (one per core).
+    pub hash_slots: tokio::sync::Semaphore,
     /// Cancelled on shutdown: idle sessions close, running transfers finish.
     pub draining: CancellationToken,
     /// Cancelled when the grace period is over: transfers are cut too.
@@ -138,6 +140,9 @@ impl Server {
             .set(i64::from(passive_cfg.ports.max - passive_cfg.ports.min) + 1);
         let limits = &config.limits;
         let shared = Shared {
+            hash_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             logins: LoginLimiter::new(
                 limits.max_failed_logins_per_ip,
                 Duration::from_secs(limits.lockout_seconds),

@@ -495,7 +495,10 @@ impl Session {
         }
         let db = self.shared.users.as_ref()?.borrow().clone();
         let name = name.to_string();
-        // Hash verification is deliberately slow: keep it off the runtime.
+        // Hash verification is deliberately slow and takes ~19 MiB (argon2):
+        // keep it off the runtime, and run only a few at once so a burst of
+        // logins cannot exhaust memory.
+        let _slot = self.shared.hash_slots.acquire().await.ok()?;
         tokio::task::spawn_blocking(move || db.verify(&name, &password))
             .await
             .ok()
