@@ -168,6 +168,34 @@ async fn main() -> Result<()> {
 
     // Single stream, PASV+LIST.
     let (mut retr_ours, mut stor_ours) = (f64::NAN, f64::NAN);
+    // Before the single-stream phase: its PASV+LIST round trips leave
+    // vsftpd's passive ports in TIME_WAIT (it binds one per PASV), which
+    // would fail its concurrent runs for a minute.
+    for &n in args.concurrent.iter().filter(|_| run("concurrent")) {
+        let (ours, theirs) = start_both(&args, &work).await?;
+        let load = loadavg();
+        let (ta, ma) = concurrent(&ours, n).await?;
+        // A server that cannot serve them all is reported, not fatal.
+        let (tb, mb) = concurrent(&theirs, n).await.unwrap_or_else(|e| {
+            println!("{} failed {n} concurrent sessions: {e:#}", theirs.name);
+            (f64::NAN, f64::NAN)
+        });
+        rows.push(Row {
+            what: format!("{n} sessions × RETR 10 MiB: aggregate throughput"),
+            ours: ta / MIB as f64,
+            theirs: tb / MIB as f64,
+            unit: "MiB/s",
+            load,
+        });
+        rows.push(Row {
+            what: format!("{n} sessions × RETR 10 MiB: PSS of all server processes"),
+            ours: ma / MIB as f64,
+            theirs: mb / MIB as f64,
+            unit: "MiB",
+            load,
+        });
+    }
+
     if run("single") {
         let (ours, theirs) = start_both(&args, &work).await?;
         let load = loadavg();
@@ -223,31 +251,6 @@ async fn main() -> Result<()> {
     }
 
     // Many sessions at once, each downloading the 10 MiB file.
-    for &n in args.concurrent.iter().filter(|_| run("concurrent")) {
-        let (ours, theirs) = start_both(&args, &work).await?;
-        let load = loadavg();
-        let (ta, ma) = concurrent(&ours, n).await?;
-        // A server that cannot serve them all is reported, not fatal.
-        let (tb, mb) = concurrent(&theirs, n).await.unwrap_or_else(|e| {
-            println!("{} failed {n} concurrent sessions: {e:#}", theirs.name);
-            (f64::NAN, f64::NAN)
-        });
-        rows.push(Row {
-            what: format!("{n} sessions × RETR 10 MiB: aggregate throughput"),
-            ours: ta / MIB as f64,
-            theirs: tb / MIB as f64,
-            unit: "MiB/s",
-            load,
-        });
-        rows.push(Row {
-            what: format!("{n} sessions × RETR 10 MiB: PSS of all server processes"),
-            ours: ma / MIB as f64,
-            theirs: mb / MIB as f64,
-            unit: "MiB",
-            load,
-        });
-    }
-
     println!("{}", table(&rows));
     println!("Ceilings (load {ceiling_load:.2}):");
     println!(
@@ -539,7 +542,9 @@ fn table(rows: &[Row]) -> String {
     );
     for r in rows {
         let fmt = |v: f64| {
-            if v >= 100.0 {
+            if v.is_nan() {
+                "failed".to_string()
+            } else if v >= 100.0 {
                 format!("{v:.0} {}", r.unit)
             } else {
                 format!("{v:.1} {}", r.unit)
@@ -547,11 +552,14 @@ fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {:.2} |",
             r.what,
             fmt(r.ours),
             fmt(r.theirs),
-            r.ours / r.theirs,
+            match r.ours / r.theirs {
+                ratio if ratio.is_nan() => "-".to_string(),
+                ratio => format!("{ratio:.2}"),
+            },
             r.load
         );
     }
