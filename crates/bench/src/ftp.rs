@@ -110,6 +110,7 @@ impl Ftp {
     pub async fn retr(&mut self, path: &str, buf: &mut [u8]) -> Result<u64> {
         let mut data = self.begin_retr(path).await?;
         let n = drain(&mut data, buf).await?;
+        drop(data); // close at EOF before reading the 226, as real clients do
         self.end_transfer().await?;
         Ok(n)
     }
@@ -131,6 +132,7 @@ impl Ftp {
         let mut data = self.open_data().await?;
         self.expect(Some(&format!("LIST {path}")), 1).await?;
         let n = drain(&mut data, buf).await?;
+        drop(data); // close at EOF before reading the 226, as real clients do
         self.end_transfer().await?;
         Ok(n)
     }

@@ -393,6 +393,7 @@ async fn concurrent(server: &Server, n: usize) -> Result<(f64, f64)> {
                 ready.fetch_add(1, Ordering::SeqCst);
                 go_rx.wait_for(|go| *go).await?;
                 let rest = ftp::drain(&mut data, &mut buf).await?;
+                drop(data); // as in Ftp::retr
                 ftp.end_transfer().await?;
                 if first + rest != size {
                     bail!("moved {} bytes, expected {size}", first + rest);
