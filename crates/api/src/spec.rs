@@ -65,7 +65,9 @@ use crate::FtpServerStatus;
     validation = Rule::new("self.service.type != 'NodePort' || self.replicas <= 1")
         .message("service.type NodePort supports at most 1 replica: node ports are unique in the cluster and each replica needs the same port numbers; use LoadBalancer for more replicas"),
     validation = Rule::new("has(self.users) || self.anonymous.enabled")
-        .message("set users (a Secret holding the users file) or anonymous.enabled, otherwise nobody can log in")
+        .message("set users (a Secret holding the users file) or anonymous.enabled, otherwise nobody can log in"),
+    validation = Rule::new("!has(self.passive.advertisedAddress) || self.replicas <= 1")
+        .message("passive.advertisedAddress works with at most 1 replica: every replica would advertise it, so data connections for the others would reach the wrong pod; unset it to advertise each replica's own Service address, or make one FtpServer per address")
 )]
 pub struct FtpServerSpec {
     /// Number of FTP server pods. Each replica is a separate endpoint with
@@ -153,7 +155,9 @@ fn default_replicas() -> i32 {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("self.type == 'LoadBalancer' || (!has(self.loadBalancerClass) && (!has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0) && !has(self.allocateLoadBalancerNodePorts))")
-        .message("loadBalancerClass, loadBalancerSourceRanges and allocateLoadBalancerNodePorts apply only to service.type LoadBalancer")
+        .message("loadBalancerClass, loadBalancerSourceRanges and allocateLoadBalancerNodePorts apply only to service.type LoadBalancer"),
+    validation = Rule::new("self.type != 'LoadBalancer' || oldSelf.type != 'LoadBalancer' || (has(self.loadBalancerClass) ? (has(oldSelf.loadBalancerClass) && self.loadBalancerClass == oldSelf.loadBalancerClass) : !has(oldSelf.loadBalancerClass))")
+        .message("service.loadBalancerClass cannot be set, changed or removed on a LoadBalancer FtpServer: Kubernetes does not allow changing a Service's loadBalancerClass; create a new FtpServer with the class you want (its load balancers get new addresses)")
 )]
 pub struct ServiceSpec {
     /// Service type: LoadBalancer (default; the load balancer's address is
@@ -174,7 +178,8 @@ pub struct ServiceSpec {
     pub annotations: BTreeMap<String, String>,
 
     /// Load balancer implementation (`spec.loadBalancerClass` of the
-    /// Service). LoadBalancer only.
+    /// Service). LoadBalancer only. Fixed once the FtpServer exists, as it
+    /// is on a Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub load_balancer_class: Option<String>,
@@ -249,6 +254,8 @@ pub struct PassiveSpec {
     /// Overrides the address the operator finds on the Service (load
     /// balancer ingress, node or cluster IP). Use it when clients reach the
     /// server through a name or a NAT the cluster does not know about.
+    /// At most 1 replica: each replica needs an address of its own. Changes
+    /// reach the server without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("isIP(self) ? ip(self).family() == 4 : self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")

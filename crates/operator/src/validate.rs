@@ -63,6 +63,11 @@ pub fn validate(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
             "storage needs exactly one of existingClaim, volumeClaimTemplate or emptyDir".into(),
         );
     }
+    if spec.passive.advertised_address.is_some() && spec.replicas > 1 {
+        return fail(
+            "passive.advertisedAddress works with at most 1 replica: every replica would advertise it; unset it or make one FtpServer per address".into(),
+        );
+    }
     if spec.users.is_none() && !spec.anonymous.enabled {
         return fail("set users or anonymous.enabled, otherwise nobody can log in".into());
     }
@@ -136,6 +141,20 @@ storage: {emptyDir: {}}
             "users: {secretName: u}\nstorage: {emptyDir: {}, existingClaim: {claimName: data}}",
         );
         assert!(message.contains("exactly one"), "{message}");
+    }
+
+    #[test]
+    fn one_advertised_address_is_for_one_replica() {
+        let message = error(&format!(
+            "{VALID}replicas: 2\npassive: {{advertisedAddress: ftp.example.com}}"
+        ));
+        assert!(message.contains("at most 1 replica"), "{message}");
+        for replicas in [0, 1] {
+            let yaml = format!(
+                "{VALID}replicas: {replicas}\npassive: {{advertisedAddress: ftp.example.com}}"
+            );
+            assert_eq!(validate(&spec(&yaml)), Ok(()));
+        }
     }
 
     #[test]

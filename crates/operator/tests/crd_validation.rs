@@ -149,6 +149,11 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
             "advertisedAddress must be an IPv4 address or a lowercase DNS name",
         ),
         (
+            "one advertised address for two replicas",
+            json!({"spec": {"replicas": 2, "passive": {"advertisedAddress": "ftp.example.com"}}}),
+            "passive.advertisedAddress works with at most 1 replica: every replica would advertise it, so data connections for the others would reach the wrong pod; unset it to advertise each replica's own Service address, or make one FtpServer per address",
+        ),
+        (
             "internal CIDR that is not one",
             json!({"spec": {"passive": {"internalCIDRs": ["10.0.0.0/8", "pods"]}}}),
             "internalCIDRs must be CIDRs such as 10.0.0.0/8",
@@ -289,5 +294,60 @@ async fn volume_claim_template_cannot_change_after_creation() -> Result<()> {
     let scale = json!({"spec": {"replicas": 2}});
     api.patch("claims", &PatchParams::default(), &Patch::Merge(&scale))
         .await?;
+    Ok(())
+}
+
+/// A Service's loadBalancerClass cannot change, so neither can the
+/// FtpServer's while it is a LoadBalancer: otherwise the operator's apply
+/// would fail forever.
+#[tokio::test]
+async fn load_balancer_class_cannot_change_after_creation() -> Result<()> {
+    let ns = shared_namespace("crd-lb-class").await?;
+    support::install_crd(&ns.client).await?;
+    let api = ftp_api(ns.client.clone(), &ns.name);
+    const MESSAGE: &str = "service.loadBalancerClass cannot be set, changed or removed on a LoadBalancer FtpServer: Kubernetes does not allow changing a Service's loadBalancerClass; create a new FtpServer with the class you want";
+    let refused = |error: kube::Error| {
+        assert!(error.to_string().contains(MESSAGE), "{error}");
+    };
+
+    let mut object = valid("classed");
+    merge(
+        &mut object,
+        &json!({"spec": {"service": {"loadBalancerClass": "example.com/a"}}}),
+    );
+    create(&api, &object).await?;
+    let class = |class: Value| json!({"spec": {"service": {"loadBalancerClass": class}}});
+    for change in [json!("example.com/b"), Value::Null] {
+        let error = api
+            .patch(
+                "classed",
+                &PatchParams::default(),
+                &Patch::Merge(&class(change.clone())),
+            )
+            .await
+            .expect_err("the class is fixed");
+        refused(error);
+    }
+    // The same class and other changes are fine.
+    api.patch(
+        "classed",
+        &PatchParams::default(),
+        &Patch::Merge(
+            &json!({"spec": {"replicas": 2, "service": {"loadBalancerClass": "example.com/a"}}}),
+        ),
+    )
+    .await?;
+
+    // Setting one later is a change too.
+    create(&api, &valid("unclassed")).await?;
+    let error = api
+        .patch(
+            "unclassed",
+            &PatchParams::default(),
+            &Patch::Merge(&class(json!("example.com/a"))),
+        )
+        .await
+        .expect_err("a class cannot be added");
+    refused(error);
     Ok(())
 }
