@@ -47,8 +47,6 @@ struct Anonymous {
 #[serde(rename_all = "kebab-case")]
 struct Passive {
     ports: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    advertised_address: Option<String>,
     when_address_unknown: &'static str,
     internal_cidrs: Vec<String>,
     allow_foreign_data_source: bool,
@@ -83,9 +81,11 @@ struct Ops {
     listen: String,
 }
 
-/// server.toml for `spec`. The advertised address comes from the address
-/// file (`--advertised-address-file`); until it is known PASV is refused
-/// rather than answered with the pod's own, unreachable address.
+/// server.toml for `spec`. The advertised address, `passive.advertisedAddress`
+/// included, comes only from the address file (`--advertised-address-file`),
+/// which the server re-reads: an address change never restarts the pods,
+/// as a change here would. Until it is known PASV is refused rather than
+/// answered with the pod's own, unreachable address.
 pub fn server_toml(spec: &FtpServerSpec) -> String {
     let config = ServerConfig {
         listen: format!("0.0.0.0:{CONTAINER_CONTROL_PORT}"),
@@ -97,7 +97,6 @@ pub fn server_toml(spec: &FtpServerSpec) -> String {
         },
         passive: Passive {
             ports: spec.passive.port_range.to_string(),
-            advertised_address: spec.passive.advertised_address.clone(),
             when_address_unknown: "refuse",
             internal_cidrs: spec.passive.internal_cidrs.clone(),
             // With policy Cluster, kube-proxy may SNAT data connections to a
@@ -190,9 +189,12 @@ storage: {emptyDir: {}}
         assert_eq!(config["active"]["enabled"].as_bool(), Some(true));
         let passive = &config["passive"];
         assert_eq!(passive["ports"].as_str(), Some("40000-40048"));
-        assert_eq!(
-            passive["advertised-address"].as_str(),
-            Some("ftp.example.com")
+        // The override goes to the address file only (see below).
+        assert!(
+            !passive
+                .as_table()
+                .unwrap()
+                .contains_key("advertised-address")
         );
         assert_eq!(passive["internal-cidrs"][0].as_str(), Some("10.0.0.0/8"));
         assert_eq!(passive["allow-foreign-data-source"].as_bool(), Some(true));
@@ -204,5 +206,20 @@ storage: {emptyDir: {}}
         assert_eq!(tls["mode"].as_str(), Some("optional"));
         assert_eq!(tls["cert-file"].as_str(), Some("/etc/kubeftp/tls/tls.crt"));
         assert_eq!(tls["key-file"].as_str(), Some("/etc/kubeftp/tls/tls.key"));
+    }
+
+    /// The override reaches the server through the address file, which it
+    /// re-reads; were it in server.toml, whose hash is in the pod template,
+    /// changing it would restart every pod.
+    #[test]
+    fn advertised_address_is_not_in_server_toml() {
+        let base = "users: {secretName: u}\nstorage: {emptyDir: {}}";
+        let plain = server_toml(&spec(base));
+        for address in ["ftp.example.com", "203.0.113.9"] {
+            let with = server_toml(&spec(&format!(
+                "{base}\npassive: {{advertisedAddress: {address}}}"
+            )));
+            assert_eq!(with, plain);
+        }
     }
 }

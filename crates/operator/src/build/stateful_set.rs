@@ -545,4 +545,16 @@ podAnnotations: {{note: hi}}
         // Replicas are not in server.toml: scaling does not restart pods.
         assert_eq!(hash(MINIMAL), hash(&format!("{MINIMAL}\nreplicas: 3")));
     }
+
+    /// The override reaches the pods through the address file, live: the
+    /// pod template (whose change rolls every pod) does not depend on it.
+    #[test]
+    fn advertised_address_changes_leave_the_pod_template_alone() {
+        let template = |spec: &str| build(spec).spec.unwrap().template;
+        let plain = template(MINIMAL);
+        for address in ["ftp.example.com", "ftp2.example.com", "203.0.113.9"] {
+            let spec = format!("{MINIMAL}\npassive: {{advertisedAddress: {address}}}");
+            assert_eq!(template(&spec), plain, "{address}");
+        }
+    }
 }
