@@ -106,6 +106,9 @@ pub struct Limits {
     pub max_sessions_per_ip: usize,
     /// Close a session with no command for this long (not during transfers).
     pub idle_timeout_seconds: u64,
+    /// Abort a transfer (426) whose data connection moved no data for this
+    /// long; the session goes on.
+    pub data_timeout_seconds: u64,
     /// Delay before answering a failed login.
     pub failed_login_delay_ms: u64,
     /// Failed logins before the session is closed.
@@ -165,6 +168,7 @@ impl Default for Limits {
             max_sessions: 1000,
             max_sessions_per_ip: 100,
             idle_timeout_seconds: 300,
+            data_timeout_seconds: 300,
             failed_login_delay_ms: 1000,
             max_login_attempts: 3,
             max_failed_logins_per_ip: 10,
@@ -176,6 +180,10 @@ impl Default for Limits {
 impl Limits {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_seconds)
+    }
+
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.data_timeout_seconds)
     }
 }
 
@@ -201,6 +209,9 @@ impl Config {
         self.tls.validate()?;
         if self.limits.max_sessions == 0 || self.limits.max_sessions_per_ip == 0 {
             anyhow::bail!("limits.max-sessions and limits.max-sessions-per-ip must be at least 1");
+        }
+        if self.limits.data_timeout_seconds == 0 {
+            anyhow::bail!("limits.data-timeout-seconds must be at least 1");
         }
         Ok(())
     }

@@ -6,8 +6,8 @@
 //! - [`control`] / [`command`] / [`reply`]: framing, parsing, replies;
 //! - [`passive`] / [`address`]: the passive-port pool and the advertised
 //!   address (live from a watched file);
-//! - [`storage`] / [`vpath`] / [`listing`] / [`transfer`]: files, confined
-//!   to each user's home, and what moves over data connections;
+//! - [`storage`] / [`vpath`] / [`listing`] / [`transfer`] / [`idle`]: files,
+//!   confined to each user's home, and what moves over data connections;
 //! - [`tls`] / [`stream`]: FTPS (RFC 4217);
 //! - [`ops`] / [`metrics`]: health, readiness and Prometheus metrics;
 //! - [`users`] / [`lockout`] / [`config`] / [`filewatch`] / [`cli`]:
@@ -19,6 +19,7 @@ pub mod command;
 pub mod config;
 pub mod control;
 pub mod filewatch;
+pub mod idle;
 pub mod listing;
 pub mod lockout;
 pub mod metrics;

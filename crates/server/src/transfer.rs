@@ -7,11 +7,13 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::idle::timed_out;
 use crate::listing::Entry;
 
 /// Copy buffer size: large enough that per-syscall cost vanishes.
@@ -72,44 +74,52 @@ const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
 /// TCP connection with sendfile(2): page cache to socket, no copy through
 /// user space, no buffer per transfer. TLS and ASCII transfers use [`copy`].
 /// A page-cache miss makes the call wait for the disk on this worker, as a
-/// read would on a blocking-pool thread; readahead keeps that rare.
+/// read would on a blocking-pool thread; readahead keeps that rare. Fails
+/// with `TimedOut` when the client reads nothing for `idle_limit`.
 pub async fn send_file(
     file: tokio::fs::File,
     mut to: TcpStream,
     progress: Progress,
+    idle_limit: Duration,
 ) -> io::Result<u64> {
     let file = file.into_std().await;
     // SAFETY: fadvise on an fd we own; the hint is advisory.
     unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
     let mut total = 0u64;
     loop {
-        let n = to
-            .async_io(Interest::WRITABLE, || {
-                // SAFETY: both fds stay open across the call; a null offset
-                // uses and advances the file position.
-                let n = unsafe {
-                    libc::sendfile(
-                        to.as_raw_fd(),
-                        file.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        SENDFILE_CHUNK,
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as u64)
-                }
-            })
-            .await?;
+        let sent = to.async_io(Interest::WRITABLE, || sendfile(&to, &file));
+        let n = tokio::time::timeout(idle_limit, sent)
+            .await
+            .map_err(|_| timed_out(idle_limit))??;
         if n == 0 {
             break;
         }
         total += n;
         progress.fetch_add(n, Ordering::Relaxed);
     }
-    to.shutdown().await?;
+    tokio::time::timeout(idle_limit, to.shutdown())
+        .await
+        .map_err(|_| timed_out(idle_limit))??;
     Ok(total)
+}
+
+/// One sendfile(2) call from the file's current position.
+fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
+    // SAFETY: both fds stay open across the call; a null offset uses and
+    // advances the file position.
+    let n = unsafe {
+        libc::sendfile(
+            to.as_raw_fd(),
+            file.as_raw_fd(),
+            std::ptr::null_mut(),
+            SENDFILE_CHUNK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as u64)
+    }
 }
 
 /// Upload buffer; two per binary upload (one filling, one being written).

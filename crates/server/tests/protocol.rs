@@ -669,6 +669,40 @@ async fn interrupted_uploads_never_replace_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn stalled_data_connections_time_out_and_the_session_goes_on() {
+    let server = TestServer::start_with(|c| c.limits.data_timeout_seconds = 1).await;
+    // Far larger than any socket buffer; sparse, so instant to make.
+    let big = std::fs::File::create(server.alice_path("big")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    let mut c = RawClient::login(server.addr, ALICE).await;
+
+    // An upload whose client stops sending, data connection still open.
+    let addr = c.pasv().await;
+    let mut data = c
+        .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
+        .await;
+    c.expect("STOR stalled", 150).await;
+    data.write_all(b"the first bytes, then nothing")
+        .await
+        .unwrap();
+    let (code, text) = c.read_reply().await;
+    assert_eq!(code, 426, "{text}");
+    assert!(text.contains("timed out"), "{text}");
+    c.expect("NOOP", 200).await;
+    assert!(!server.alice_path("stalled").exists());
+
+    // A download whose client stops reading, over sendfile and over TYPE A.
+    for kind in ["I", "A"] {
+        c.expect(&format!("TYPE {kind}"), 200).await;
+        let _data = c.start_download("RETR big").await;
+        let (code, text) = c.read_reply().await;
+        assert_eq!(code, 426, "TYPE {kind}: {text}");
+        c.expect("NOOP", 200).await;
+    }
+    drop(data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn session_limits_and_idle_timeout() {
     let server = TestServer::start_with(|c| {
         c.limits.max_sessions_per_ip = 2;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::{DataChannel, Flow, Session};
 use crate::command::{self, Command, TransferType};
 use crate::control::Line;
+use crate::idle::IdleTimeout;
 use crate::listing::{self, Entry};
 use crate::reply::Reply;
 use crate::storage::{Storage, StorageError, UploadMode};
@@ -65,6 +66,7 @@ impl Session {
             ListKind::Nlst => e.name.clone(),
             ListKind::Mlsd => listing::mlsx_facts(e, writable),
         };
+        let data = IdleTimeout::new(data, self.data_timeout());
         let job = transfer::send_listing(entries, data, format);
         let outcome = self.supervise(job, &Progress::default()).await?;
         self.conclude(outcome.map(|_| ()), "Directory send OK")
@@ -98,14 +100,18 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Outbound);
+        let limit = self.data_timeout();
         let job = {
             let progress = progress.clone();
             async move {
                 match data {
                     MaybeTls::Plain(tcp) if ascii.is_none() => {
-                        transfer::send_file(file, tcp, progress).await
+                        transfer::send_file(file, tcp, progress, limit).await
                     }
-                    data => transfer::copy(file, data, ascii, progress).await,
+                    data => {
+                        let data = IdleTimeout::new(data, limit);
+                        transfer::copy(file, data, ascii, progress).await
+                    }
                 }
             }
         };
@@ -147,6 +153,7 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Inbound);
+        let data = IdleTimeout::new(data, self.data_timeout());
         let job = {
             let progress = progress.clone();
             async move {
@@ -229,6 +236,10 @@ impl Session {
             {
                 self.reply(452, "Insufficient storage space").await?
             }
+            Outcome::Finished(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                self.reply(426, "Data connection timed out; transfer aborted")
+                    .await?
+            }
             Outcome::Finished(Err(_)) => {
                 self.reply(426, "Connection closed; transfer aborted")
                     .await?
@@ -255,6 +266,12 @@ impl Session {
         self.data = DataChannel::None;
         self.send(reply).await?;
         Ok(Flow::Continue)
+    }
+
+    /// How long a data connection may move nothing before its transfer is
+    /// aborted.
+    fn data_timeout(&self) -> std::time::Duration {
+        self.shared.config.limits.data_timeout()
     }
 
     fn mode_name(&self) -> &'static str {
