@@ -119,20 +119,130 @@ fn up_to_date<K: Serialize + Resource>(desired: &K, live: &K) -> bool {
 
 /// Whether `live` holds every field of `desired` with the same value.
 /// Fields only in `live` (defaults, status, others' fields) do not matter;
-/// lists must match element by element.
+/// lists must match element by element. Quantities (resource requests and
+/// limits, size limits) match by value: the apiserver stores `1000m` as
+/// `1` and `1024Mi` as `1Gi`.
 pub fn contains(live: &Value, desired: &Value) -> bool {
+    contains_in(live, desired, Place::Other)
+}
+
+/// Where a value sits, as far as quantities go.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    /// The value of a `limits`, `requests` or `capacity` map: every entry
+    /// is a quantity (cpu, memory, storage, hugepages-2Mi ...).
+    QuantityMap,
+    /// A quantity itself.
+    Quantity,
+    Other,
+}
+
+fn place_of(key: &str) -> Place {
+    match key {
+        "limits" | "requests" | "capacity" => Place::QuantityMap,
+        "sizeLimit" => Place::Quantity,
+        _ => Place::Other,
+    }
+}
+
+fn contains_in(live: &Value, desired: &Value, place: Place) -> bool {
     match (live, desired) {
-        (Value::Object(live), Value::Object(desired)) => {
-            desired.iter().all(|(key, value)| match live.get(key) {
-                Some(live) => contains(live, value),
+        (Value::Object(live), Value::Object(desired)) => desired.iter().all(|(key, value)| {
+            let inner = if place == Place::QuantityMap {
+                Place::Quantity
+            } else {
+                place_of(key)
+            };
+            match live.get(key) {
+                Some(live) => contains_in(live, value, inner),
                 None => is_empty(value),
-            })
-        }
+            }
+        }),
         (Value::Array(live), Value::Array(desired)) => {
-            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains(l, d))
+            live.len() == desired.len()
+                && live
+                    .iter()
+                    .zip(desired)
+                    .all(|(l, d)| contains_in(l, d, Place::Other))
+        }
+        (Value::String(live), Value::String(desired)) if place == Place::Quantity => {
+            same_quantity(live, desired)
         }
         (live, desired) => live == desired || (live.is_null() && is_empty(desired)),
     }
+}
+
+/// Whether two Kubernetes quantities (`500m`, `1.5Gi`, `1e3`) have the same
+/// value. Exact; anything unparsable or too large to compare is "different",
+/// which costs at most an unneeded apply.
+pub fn same_quantity(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let (Some(a), Some(b)) = (parse_quantity(a), parse_quantity(b)) else {
+        return false;
+    };
+    // mantissa × 10^pow10 × 2^pow2: bring both to the smaller exponents.
+    let scale = |(mantissa, pow10, pow2): (i128, i32, i32), min10: i32, min2: i32| {
+        let ten = 10i128.checked_pow(u32::try_from(pow10 - min10).ok()?)?;
+        let two = 2i128.checked_pow(u32::try_from(pow2 - min2).ok()?)?;
+        mantissa.checked_mul(ten)?.checked_mul(two)
+    };
+    let (min10, min2) = (a.1.min(b.1), a.2.min(b.2));
+    match (scale(a, min10, min2), scale(b, min10, min2)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A quantity as (mantissa, power of ten, power of two).
+fn parse_quantity(text: &str) -> Option<(i128, i32, i32)> {
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    let (negative, number) = match number.as_bytes().first()? {
+        b'-' => (true, &number[1..]),
+        b'+' => (false, &number[1..]),
+        _ => (false, number),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit())
+        || whole.len() + fraction.len() > 30
+    {
+        return None;
+    }
+    let mut mantissa: i128 = format!("{whole}{fraction}").parse().ok()?;
+    if negative {
+        mantissa = -mantissa;
+    }
+    let mut pow10 = -i32::try_from(fraction.len()).ok()?;
+    let mut pow2 = 0;
+    match suffix {
+        "Ki" => pow2 = 10,
+        "Mi" => pow2 = 20,
+        "Gi" => pow2 = 30,
+        "Ti" => pow2 = 40,
+        "Pi" => pow2 = 50,
+        "Ei" => pow2 = 60,
+        "n" => pow10 -= 9,
+        "u" => pow10 -= 6,
+        "m" => pow10 -= 3,
+        "" => {}
+        "k" => pow10 += 3,
+        "M" => pow10 += 6,
+        "G" => pow10 += 9,
+        "T" => pow10 += 12,
+        "P" => pow10 += 15,
+        "E" => pow10 += 18,
+        exponent if exponent.starts_with(['e', 'E']) => {
+            let exponent: i32 = exponent[1..].parse().ok()?;
+            pow10 = pow10.checked_add(exponent)?;
+        }
+        _ => return None,
+    }
+    Some((mantissa, pow10, pow2))
 }
 
 /// Values the apiserver stores as absent.
@@ -180,6 +290,65 @@ mod tests {
         assert!(!contains(
             &json!({"data": {"a": "1"}}),
             &json!({"data": {"a": "2"}})
+        ));
+    }
+
+    #[test]
+    fn quantities_compare_by_value() {
+        for (a, b) in [
+            ("1000m", "1"),
+            ("1024Mi", "1Gi"),
+            ("0.5Gi", "512Mi"),
+            ("1.5", "1500m"),
+            ("100000", "100k"),
+            ("1e3", "1k"),
+            ("1E3", "1000"),
+            ("+2", "2"),
+            ("0", "0Gi"),
+            ("1Ki", "1024"),
+            ("1E", "1000P"),
+            (".5", "500m"),
+        ] {
+            assert!(same_quantity(a, b), "{a} = {b}");
+            assert!(same_quantity(b, a), "{b} = {a}");
+        }
+        for (a, b) in [
+            ("1", "1001m"),
+            ("1Gi", "1G"),
+            ("1Mi", "1M"),
+            ("-1", "1"),
+            ("1", "one"),
+            ("1Qi", "1Ki"),
+            ("1e99999", "1"),
+            ("", "0"),
+        ] {
+            assert!(!same_quantity(a, b), "{a} != {b}");
+        }
+    }
+
+    #[test]
+    fn stored_quantities_in_canonical_form_are_no_drift() {
+        let desired = json!({"spec": {"template": {"spec": {
+            "containers": [{"resources": {"limits": {"cpu": "1000m", "memory": "1024Mi"},
+                                          "requests": {"cpu": "0.5", "memory": "0.5Gi"}}}],
+            "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "2048Mi"}}]
+        }}}});
+        let live = json!({"spec": {"template": {"spec": {
+            "containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"},
+                                          "requests": {"cpu": "500m", "memory": "512Mi"}}}],
+            "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "2Gi"}}]
+        }}}});
+        assert!(contains(&live, &desired));
+        let edited = json!({"spec": {"template": {"spec": {
+            "containers": [{"resources": {"limits": {"cpu": "2", "memory": "1Gi"},
+                                          "requests": {"cpu": "500m", "memory": "512Mi"}}}],
+            "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "2Gi"}}]
+        }}}});
+        assert!(!contains(&edited, &desired));
+        // Elsewhere the same text means the same value only.
+        assert!(!contains(
+            &json!({"metadata": {"labels": {"size": "1"}}}),
+            &json!({"metadata": {"labels": {"size": "1000m"}}})
         ));
     }
 

@@ -610,14 +610,26 @@ fn http_post(path: &str, body: &serde_json::Value) -> http::Request<Vec<u8>> {
 
 /// In steady state the operator reconciles (every 5 s here) and writes
 /// nothing: no request from it, no changed resourceVersion in the namespace.
+/// The quantities are written as people do, not as the apiserver stores
+/// them (`1`, `1Gi`, `500m`, `512Mi`, `2Gi`): that is no drift.
 #[tokio::test]
 async fn steady_state_makes_no_writes() -> Result<()> {
     let ns = shared_namespace("op-steady").await?;
     support::install_crd(&ns.client).await?;
     let operator = Operator::start_with_resync(&ns.client, &ns.name, Duration::from_secs(5));
     let fx = Fixture { ns, operator };
-    fx.create("files", &format!("{MINIMAL}\nreplicas: 2"))
-        .await?;
+    fx.create(
+        "files",
+        "
+replicas: 2
+users: {secretName: ftp-users}
+storage: {emptyDir: {sizeLimit: 2048Mi}}
+resources:
+  limits: {cpu: 1000m, memory: 1024Mi}
+  requests: {cpu: '0.5', memory: 0.5Gi}
+",
+    )
+    .await?;
     eventually("the Services", WAIT, || async {
         Ok(fx.service_names("files").await?.len() == 2)
     })
@@ -633,6 +645,14 @@ async fn steady_state_makes_no_writes() -> Result<()> {
     .await?;
     // Let the last watch events drain.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // The apiserver did rewrite the quantities, so the test means something.
+    let set = fx.api::<StatefulSet>().get("files").await?;
+    let pod = set.spec.unwrap().template.spec.unwrap();
+    let limits = pod.containers[0].resources.clone().unwrap().limits.unwrap();
+    assert_eq!(
+        (limits["cpu"].0.as_str(), limits["memory"].0.as_str()),
+        ("1", "1Gi")
+    );
 
     let versions = || async {
         let mut versions = BTreeMap::new();
