@@ -702,6 +702,37 @@ async fn stalled_data_connections_time_out_and_the_session_goes_on() {
     drop(data);
 }
 
+/// A client that sends commands but never reads the replies cannot keep its
+/// session (and its place in the limits) once the replies stop fitting in
+/// the socket buffers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_reads_replies_loses_its_session() {
+    let server = TestServer::start_with(|c| {
+        c.limits.idle_timeout_seconds = 1;
+        c.limits.max_sessions_per_ip = 1;
+    })
+    .await;
+    for i in 0..500 {
+        std::fs::write(server.alice_path(&format!("{i:0>100}")), "").unwrap();
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut deaf = socket.connect(server.addr).await.unwrap();
+    // About 60 KB per STAT reply: megabytes nobody reads.
+    let mut commands = String::from("USER alice\r\nPASS alice-pw\r\n");
+    commands.push_str(&"STAT /\r\n".repeat(200));
+    deaf.write_all(commands.as_bytes()).await.unwrap();
+
+    let session_freed = eventually(Duration::from_secs(15), async || {
+        let mut c = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut greeting = [0u8; 3];
+        c.read_exact(&mut greeting).await.is_ok() && &greeting == b"220"
+    })
+    .await;
+    assert!(session_freed, "the deaf client still holds its session");
+    drop(deaf);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn session_limits_and_idle_timeout() {
     let server = TestServer::start_with(|c| {

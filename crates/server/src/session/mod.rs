@@ -205,9 +205,19 @@ impl Session {
         self.send(Reply::new(code, text)).await
     }
 
+    /// Writes a reply. A client that reads none of it for the idle timeout
+    /// is gone as far as we are concerned: the session ends.
     async fn send(&mut self, reply: Reply) -> io::Result<()> {
         self.last_code = reply.code;
-        self.control.send(&reply).await
+        let limit = self.shared.config.limits.idle_timeout();
+        tokio::time::timeout(limit, self.control.send(&reply))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client read no reply within the idle timeout",
+                )
+            })?
     }
 
     async fn handle(&mut self, command: Command) -> io::Result<Flow> {
