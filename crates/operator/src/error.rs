@@ -48,7 +48,18 @@ impl Error {
             "Conflict" | "NotFound" | "ApiError" | "Unreachable"
         )
     }
+
+    /// Whether this failure, preceded by `failures_before` consecutive
+    /// ones, goes into the status (Degraded, with an Event).
+    pub fn is_reported(&self, failures_before: u32) -> bool {
+        !self.is_transient() || failures_before >= TRANSIENT_FAILURES_UNREPORTED
+    }
 }
+
+/// Consecutive transient failures that pass unreported: they clear by
+/// themselves (with the backoff below, the fourth comes about 7 s in), and
+/// until then the status keeps saying what was last seen.
+pub const TRANSIENT_FAILURES_UNREPORTED: u32 = 3;
 
 /// Delay before retry number `failures` (1-based): exponential from 1 s
 /// for transient errors, from 30 s for the others, at most 5 minutes.
@@ -77,6 +88,19 @@ mod tests {
         assert!(!api_error(403).is_transient());
         assert!(api_error(500).is_transient());
         assert!(!Error::Malformed("x".into()).is_transient());
+    }
+
+    #[test]
+    fn transient_failures_are_reported_only_once_they_persist() {
+        let outage = Error::kube("reading Service files-0")(kube::Error::Api(Box::new(
+            kube::core::Status::failure("etcdserver: leader changed", "InternalError")
+                .with_code(500),
+        )));
+        let reported: Vec<bool> = (0..5).map(|before| outage.is_reported(before)).collect();
+        assert_eq!(reported, [false, false, false, true, true]);
+        assert!(api_error(422).is_reported(0));
+        assert!(api_error(403).is_reported(0));
+        assert!(!api_error(409).is_reported(0));
     }
 
     #[test]

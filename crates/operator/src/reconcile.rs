@@ -20,7 +20,7 @@ use crate::apply::{Applier, MANAGER};
 use crate::build::{self, ordinal_of};
 use crate::context::Context;
 use crate::error::{Error, backoff};
-use crate::status::{Observed, status, transitions};
+use crate::status::{Degraded, Observed, status, transitions};
 use crate::validate::validate;
 use crate::{address, labels};
 
@@ -91,7 +91,7 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
         let observed = Observed {
             stateful_set: None,
             addresses: &previous_addresses(ftp),
-            degraded: Some(("InvalidSpec".into(), invalid.to_string())),
+            degraded: Some(Degraded::new("InvalidSpec", invalid.to_string(), false)),
         };
         update_status(ftp, ctx, &observed).await?;
         return Ok(Action::await_change());
@@ -110,13 +110,29 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
             Ok(Action::requeue(ctx.config.resync))
         }
         Err(error) => {
-            let observed = Observed {
-                stateful_set: None,
-                addresses: &previous_addresses(ftp),
-                degraded: Some((error.kind().into(), error.to_string())),
-            };
-            if let Err(status_error) = update_status(ftp, ctx, &observed).await {
-                tracing::warn!("could not record the failure in status: {status_error}");
+            // A blip (an apiserver restart, a conflict) is retried quietly;
+            // the status only hears of it if it persists, and never loses
+            // what it last saw of the replicas.
+            let failures_before = ctx
+                .failures
+                .lock()
+                .unwrap()
+                .get(&(namespace.clone(), ftp.name_any()))
+                .copied()
+                .unwrap_or(0);
+            if error.is_reported(failures_before) {
+                let observed = Observed {
+                    stateful_set: None,
+                    addresses: &previous_addresses(ftp),
+                    degraded: Some(Degraded::new(
+                        error.kind(),
+                        error.to_string(),
+                        error.is_transient(),
+                    )),
+                };
+                if let Err(status_error) = update_status(ftp, ctx, &observed).await {
+                    tracing::warn!("could not record the failure in status: {status_error}");
+                }
             }
             Err(error)
         }

@@ -11,20 +11,48 @@ use crate::labels;
 
 /// What the reconcile observed, the inputs of the status.
 pub struct Observed<'a> {
+    /// The StatefulSet as stored; None when it was not read this time (the
+    /// reconcile failed before): the replica counts and Progressing then
+    /// stay as the last status has them rather than dropping to zero.
     pub stateful_set: Option<&'a StatefulSet>,
     /// Per replica, the address it advertises (None: unknown yet).
     pub addresses: &'a [Option<String>],
-    /// Why the children cannot be brought to the desired state: (reason,
-    /// message).
-    pub degraded: Option<(String, String)>,
+    /// Why the children cannot be brought to the desired state.
+    pub degraded: Option<Degraded>,
+}
+
+/// A failure to bring the children to the desired state.
+pub struct Degraded {
+    pub reason: String,
+    pub message: String,
+    /// The apiserver is unavailable or raced us, and the replicas may well
+    /// serve on: Ready stays as it was. Otherwise (spec refused, forbidden)
+    /// the FtpServer is not Ready.
+    pub transient: bool,
+}
+
+impl Degraded {
+    pub fn new(reason: impl Into<String>, message: impl Into<String>, transient: bool) -> Self {
+        Degraded {
+            reason: reason.into(),
+            message: message.into(),
+            transient,
+        }
+    }
 }
 
 pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServerStatus {
     let spec = &ftp.spec;
     let generation = ftp.metadata.generation;
+    let previous = ftp.status.as_ref();
     let set_status = observed.stateful_set.and_then(|s| s.status.as_ref());
-    let replicas = set_status.map_or(0, |s| s.replicas);
-    let ready_replicas = set_status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let (replicas, ready_replicas) = match (observed.stateful_set, previous) {
+        (None, Some(previous)) => (previous.replicas, previous.ready_replicas),
+        _ => (
+            set_status.map_or(0, |s| s.replicas),
+            set_status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        ),
+    };
     let updated_replicas = set_status.and_then(|s| s.updated_replicas).unwrap_or(0);
     let set_generation = observed.stateful_set.and_then(|s| s.metadata.generation);
     let set_observed = set_status.and_then(|s| s.observed_generation);
@@ -85,8 +113,9 @@ pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServer
     };
 
     let all_ready = ready_replicas >= spec.replicas;
-    let ready = match (&observed.degraded, all_ready, pending.is_empty()) {
-        (Some((reason, _)), _, _) => (false, "Degraded", format!("degraded: {reason}")),
+    let serving_failure = observed.degraded.as_ref().filter(|d| !d.transient);
+    let ready = match (serving_failure, all_ready, pending.is_empty()) {
+        (Some(degraded), _, _) => (false, "Degraded", format!("degraded: {}", degraded.reason)),
         (None, false, _) => (
             false,
             "ReplicasNotReady",
@@ -100,15 +129,11 @@ pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServer
         ),
     };
     let degraded = match &observed.degraded {
-        Some((reason, message)) => (true, reason.as_str(), message.clone()),
+        Some(degraded) => (true, degraded.reason.as_str(), degraded.message.clone()),
         None => (false, "AsExpected", "children match the spec".to_owned()),
     };
 
-    let old = ftp
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or(&[]);
+    let old = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let condition = |type_: &str, (value, reason, message): (bool, &str, String)| {
         let status = if value { "True" } else { "False" };
         // The transition time moves only when the status does.
@@ -127,6 +152,15 @@ pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServer
         }
     };
 
+    // Not having read the StatefulSet says nothing about its rollout.
+    let progressing_condition = match (
+        observed.stateful_set,
+        old.iter().find(|c| c.type_ == PROGRESSING),
+    ) {
+        (None, Some(previous)) => previous.clone(),
+        _ => condition(PROGRESSING, progressing),
+    };
+
     let addresses = endpoints
         .iter()
         .map(|e| e.address.as_deref().unwrap_or("<pending>"))
@@ -138,7 +172,7 @@ pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServer
         conditions: vec![
             condition(READY, ready),
             condition(ADDRESS_ASSIGNED, address_assigned),
-            condition(PROGRESSING, progressing),
+            progressing_condition,
             condition(DEGRADED, degraded),
         ],
         replicas,
@@ -264,9 +298,10 @@ mod tests {
         assert_eq!(condition(&rolling_status, PROGRESSING).status, "True");
 
         let set = set(ROLLED_OUT);
-        let degraded = Some((
-            "Rejected".to_owned(),
-            "applying Service files-0: nope".to_owned(),
+        let degraded = Some(Degraded::new(
+            "Rejected",
+            "applying Service files-0: nope",
+            false,
         ));
         let observed = Observed {
             stateful_set: Some(&set),
@@ -320,5 +355,72 @@ mod tests {
             .map(|c| c.type_.as_str())
             .collect();
         assert_eq!(changed, [READY, ADDRESS_ASSIGNED]);
+    }
+
+    /// A failed reconcile did not read the StatefulSet: that is no news
+    /// about the replicas, so the status keeps what it last saw instead of
+    /// claiming 0 ready. A transient failure leaves Ready alone too.
+    #[test]
+    fn a_failure_keeps_what_was_last_seen_of_the_replicas() {
+        let mut ftp = ftp(SPEC);
+        ftp.metadata.generation = Some(3);
+        let set = set(ROLLED_OUT);
+        let addresses = [Some("a.example".to_owned()), Some("b.example".to_owned())];
+        let healthy = status(
+            &ftp,
+            &Observed {
+                stateful_set: Some(&set),
+                addresses: &addresses,
+                degraded: None,
+            },
+            now(),
+        );
+        assert_eq!(condition(&healthy, READY).status, "True");
+        ftp.status = Some(healthy.clone());
+
+        let later: Timestamp = "2030-01-01T01:00:00Z".parse().unwrap();
+        let unreachable = status(
+            &ftp,
+            &Observed {
+                stateful_set: None,
+                addresses: &addresses,
+                degraded: Some(Degraded::new(
+                    "Unreachable",
+                    "reading Service files-0: connection refused",
+                    true,
+                )),
+            },
+            later,
+        );
+        assert_eq!((unreachable.replicas, unreachable.ready_replicas), (2, 2));
+        assert_eq!(unreachable.endpoints, healthy.endpoints);
+        assert_eq!(condition(&unreachable, READY), condition(&healthy, READY));
+        assert_eq!(
+            condition(&unreachable, PROGRESSING),
+            condition(&healthy, PROGRESSING)
+        );
+        let degraded = condition(&unreachable, DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "Unreachable")
+        );
+        assert_eq!(degraded.last_transition_time, Time(later));
+
+        // Refused for good: not Ready, but still no made-up replica counts.
+        let rejected = status(
+            &ftp,
+            &Observed {
+                stateful_set: None,
+                addresses: &addresses,
+                degraded: Some(Degraded::new(
+                    "Rejected",
+                    "applying Service files-0: nope",
+                    false,
+                )),
+            },
+            later,
+        );
+        assert_eq!((rejected.replicas, rejected.ready_replicas), (2, 2));
+        assert_eq!(condition(&rejected, READY).reason, "Degraded");
     }
 }
