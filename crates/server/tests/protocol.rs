@@ -638,16 +638,22 @@ async fn interrupted_uploads_never_replace_the_target() {
     );
     only_target();
 
-    // 2. The client dies: control and data connections close together.
+    // 2. The client dies: the control connection closes, then the data
+    // connection is reset (a clean close would mean the file is complete).
     let mut c = RawClient::login(server.addr, ALICE).await;
     let addr = c.pasv().await;
-    let mut data = c
+    let data = c
         .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
         .await;
     c.expect("STOR target", 150).await;
-    data.write_all(&random_bytes(1 << 20)).await.unwrap();
+    let std = data.into_std().unwrap();
+    std::io::Write::write_all(&mut &std, &random_bytes(1 << 16)).unwrap();
     drop(c);
-    drop(data);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    socket2::SockRef::from(&std)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(std); // RST
     tokio::time::sleep(Duration::from_millis(500)).await;
     only_target();
 
@@ -666,6 +672,37 @@ async fn interrupted_uploads_never_replace_the_target() {
     drop(std); // RST
     assert_eq!(c.read_reply().await.0, 426);
     only_target();
+}
+
+/// In stream mode the end of the data connection is the end of the file:
+/// an upload whose data connection ends cleanly is kept even if the client
+/// sent QUIT, or closed the control connection, before the 226 came.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_complete_upload_is_kept_when_the_client_leaves_before_the_226() {
+    let server = TestServer::start().await;
+    for (name, quit) in [("after-quit", true), ("after-close", false)] {
+        let payload = random_bytes(3 << 20);
+        let mut c = RawClient::login(server.addr, ALICE).await;
+        let addr = c.pasv().await;
+        let mut data = c
+            .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
+            .await;
+        c.expect(&format!("STOR {name}"), 150).await;
+        data.write_all(&payload).await.unwrap();
+        if quit {
+            c.send_raw(b"QUIT\r\n").await;
+        }
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        data.shutdown().await.unwrap(); // EOF: the file is complete
+        drop(data);
+        let path = server.alice_path(name);
+        let kept = eventually(Duration::from_secs(10), async || {
+            std::fs::read(&path).is_ok_and(|got| got == payload)
+        })
+        .await;
+        assert!(kept, "{name}: the complete upload was discarded");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,6 @@ mod transfers;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +64,6 @@ pub struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
     local: SocketAddr,
-    control_fd: RawFd,
     control: ControlConn<MaybeTls>,
     /// The TLS configuration of this session once the control connection is
     /// protected; data connections use the same one (and its session cache).
@@ -83,6 +81,9 @@ pub struct Session {
     rename_from: Option<VPath>,
     /// A command that arrived during a transfer, handled after it.
     deferred: Option<Line>,
+    /// The client closed the control connection during an upload, which
+    /// then ran to its end.
+    control_closed: bool,
     /// The code of the last reply sent, for metrics.
     last_code: u16,
 }
@@ -100,7 +101,6 @@ impl Session {
         // Replies are small, complete writes: send each at once. With Nagle,
         // a 226 right after a 150 waits for the client's delayed ACK (40 ms).
         tcp.set_nodelay(true)?;
-        let control_fd = tcp.as_raw_fd();
         let (stream, tls) = match (implicit_tls, &shared.tls) {
             (true, Some(tls)) => {
                 let config = tls.borrow().clone();
@@ -118,7 +118,6 @@ impl Session {
             shared,
             peer,
             local,
-            control_fd,
             control: ControlConn::new(stream),
             // Implicit FTPS protects data connections from the start.
             protect_data: tls.is_some(),
@@ -133,6 +132,7 @@ impl Session {
             restart_at: 0,
             rename_from: None,
             deferred: None,
+            control_closed: false,
             last_code: 0,
         })
     }

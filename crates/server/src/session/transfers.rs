@@ -21,9 +21,20 @@ use crate::vpath::VPath;
 pub(super) enum Outcome<T> {
     Finished(io::Result<T>),
     Aborted,
+    /// The client closed the control connection during a download.
     ControlClosed,
     /// The shutdown grace period ran out.
     ShuttingDown,
+}
+
+/// What a transfer does when the client closes the control connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnHangUp {
+    /// Stop: nobody is left to tell whether a download arrived.
+    Stop,
+    /// Let the data connection decide: an upload that reaches EOF is
+    /// complete (clients may QUIT and close before reading the 226).
+    Finish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +79,9 @@ impl Session {
         };
         let data = IdleTimeout::new(data, self.data_timeout());
         let job = transfer::send_listing(entries, data, format);
-        let outcome = self.supervise(job, &Progress::default()).await?;
+        let outcome = self
+            .supervise(job, &Progress::default(), OnHangUp::Stop)
+            .await?;
         self.conclude(outcome.map(|_| ()), "Directory send OK")
             .await
     }
@@ -115,7 +128,7 @@ impl Session {
                 }
             }
         };
-        let outcome = self.supervise(job, &progress).await?;
+        let outcome = self.supervise(job, &progress, OnHangUp::Stop).await?;
         self.log_transfer("RETR", &path, &progress, started, &outcome);
         self.conclude(outcome.map(|_| ()), "Transfer complete")
             .await
@@ -164,10 +177,9 @@ impl Session {
                 Ok(upload)
             }
         };
-        let outcome = match self.supervise(job, &progress).await? {
-            // The data stream ended cleanly, but if the control connection
-            // is gone the client died mid-upload: do not commit.
-            Outcome::Finished(Ok(_)) if self.control_hung_up() => Outcome::ControlClosed,
+        // Only a data connection that ended cleanly commits the upload,
+        // whatever became of the control connection meanwhile.
+        let outcome = match self.supervise(job, &progress, OnHangUp::Finish).await? {
             Outcome::Finished(Ok(upload)) => {
                 Outcome::Finished(upload.commit().await.map_err(|e| match e {
                     StorageError::Io(io) => io,
@@ -190,6 +202,7 @@ impl Session {
         &mut self,
         job: impl std::future::Future<Output = io::Result<T>>,
         progress: &Progress,
+        on_hang_up: OnHangUp,
     ) -> io::Result<Outcome<T>> {
         tokio::pin!(job);
         let stopping = self.shared.stopping.clone();
@@ -201,7 +214,14 @@ impl Session {
                 line = self.control.next_line(), if reading => {
                     let line = line?;
                     let command = match &line {
-                        Line::Closed => return Ok(Outcome::ControlClosed),
+                        Line::Closed => {
+                            self.control_closed = true;
+                            if on_hang_up == OnHangUp::Stop {
+                                return Ok(Outcome::ControlClosed);
+                            }
+                            reading = false;
+                            continue;
+                        }
                         Line::Command(text) => command::parse(text).ok(),
                         Line::TooLong | Line::NotUtf8 => None,
                     };
@@ -226,6 +246,9 @@ impl Session {
 
     /// The final reply of a transfer.
     async fn conclude(&mut self, outcome: Outcome<()>, success: &str) -> io::Result<Flow> {
+        if self.control_closed {
+            return Ok(Flow::Close); // nobody to reply to
+        }
         match outcome {
             Outcome::Finished(Ok(())) => self.reply(226, success).await?,
             Outcome::Finished(Err(e))
@@ -280,19 +303,6 @@ impl Session {
         } else {
             "BINARY"
         }
-    }
-
-    /// Whether the client has closed its side of the control connection.
-    fn control_hung_up(&self) -> bool {
-        let mut fd = libc::pollfd {
-            fd: self.control_fd,
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, zero timeout; the fd is owned by
-        // `self.control` and outlives this call.
-        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
-        ready > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     }
 
     fn log_transfer<T>(
