@@ -26,6 +26,24 @@ pub fn selector(ftp: &FtpServer) -> BTreeMap<String, String> {
     ])
 }
 
+/// A label selector string (`a=b,c=d`) matching `labels`.
+pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The ordinal of one of the FtpServer's pods, from its name.
+pub fn ordinal_of_pod(ftp: &FtpServer, pod: &str) -> Option<i32> {
+    let ordinal = pod.strip_prefix(&ftp.name_any())?.strip_prefix('-')?;
+    if !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
 /// Labels on every child: the selector plus who manages it.
 pub fn common(ftp: &FtpServer) -> BTreeMap<String, String> {
     let mut labels = selector(ftp);
@@ -56,4 +74,37 @@ pub fn config_map(ftp: &FtpServer) -> String {
 /// ConfigMap with one key per pod: the address that pod advertises.
 pub fn addresses_config_map(ftp: &FtpServer) -> String {
     format!("{}-addresses", ftp.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::test_support::ftp;
+
+    #[test]
+    fn pod_ordinals_come_from_the_names_the_stateful_set_gives() {
+        let ftp = ftp("users: {secretName: u}\nstorage: {emptyDir: {}}");
+        assert_eq!(ordinal_of_pod(&ftp, "files-0"), Some(0));
+        assert_eq!(ordinal_of_pod(&ftp, "files-12"), Some(12));
+        assert_eq!(ordinal_of_pod(&ftp, &pod(&ftp, 3)), Some(3));
+        for other in [
+            "files",
+            "files-",
+            "files-x",
+            "files-1-0",
+            "filesx-1",
+            "files-+1",
+        ] {
+            assert_eq!(ordinal_of_pod(&ftp, other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn selector_string_joins_the_labels() {
+        let ftp = ftp("users: {secretName: u}\nstorage: {emptyDir: {}}");
+        assert_eq!(
+            selector_string(&selector(&ftp)),
+            "app.kubernetes.io/component=server,app.kubernetes.io/instance=files,app.kubernetes.io/name=kubeftp"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! One reconcile of one FtpServer: validate → build → apply → status.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
@@ -100,13 +101,16 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
     let children = build::children(ftp, &ctx.config.settings);
 
     match apply(ftp, children, &applier, ctx).await {
-        Ok((stateful_set, addresses)) => {
+        Ok(applied) => {
             let observed = Observed {
-                stateful_set: Some(&stateful_set),
-                addresses: &addresses,
+                stateful_set: Some(&applied.stateful_set),
+                addresses: &applied.addresses,
                 degraded: None,
             };
             update_status(ftp, ctx, &observed).await?;
+            if applied.draining > 0 {
+                return Ok(Action::requeue(DRAIN_RECHECK.min(ctx.config.resync)));
+            }
             Ok(Action::requeue(ctx.config.resync))
         }
         Err(error) => {
@@ -139,48 +143,82 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
     }
 }
 
+/// While a removed replica's pod drains, how often to look again (its
+/// deletion also triggers a reconcile through the Pod watch).
+const DRAIN_RECHECK: Duration = Duration::from_secs(5);
+
+/// What applying the children found.
+struct Applied {
+    stateful_set: StatefulSet,
+    /// Per desired replica, its advertised address.
+    addresses: Vec<Option<String>>,
+    /// Replicas removed by a scale-down whose pods still exist.
+    draining: usize,
+}
+
 /// Applies the children in an order that lets pods start at once: config
 /// and Services first, then the addresses found on the Services, then the
 /// StatefulSet; finally Services of replicas that no longer exist go.
+///
+/// A replica removed by a scale-down keeps its Service and address until
+/// its pod is gone: the server lets running transfers finish after SIGTERM,
+/// and they need the load balancer and the address to the end.
 async fn apply(
     ftp: &FtpServer,
     children: build::Children,
     applier: &Applier<'_>,
     ctx: &Context,
-) -> Result<(StatefulSet, Vec<Option<String>>), Error> {
+) -> Result<Applied, Error> {
     applier.apply(children.config).await?;
     let mut services = Vec::with_capacity(children.services.len());
     for service in children.services {
         services.push(applier.apply(service).await?);
     }
-    let addresses = addresses(ftp, &services, ctx).await?;
-    applier
-        .apply(build::addresses_config_map(ftp, &addresses))
-        .await?;
-    let stateful_set = applier.apply(children.stateful_set).await?;
-    remove_extra_services(ftp, applier, ctx).await?;
-    Ok((stateful_set, addresses))
-}
-
-/// Each replica's advertised address: the spec's override, else what the
-/// cluster published on its Service, else (NodePort) its node's address.
-async fn addresses(
-    ftp: &FtpServer,
-    services: &[Service],
-    ctx: &Context,
-) -> Result<Vec<Option<String>>, Error> {
-    if let Some(address) = &ftp.spec.passive.advertised_address {
-        return Ok(vec![Some(address.clone()); services.len()]);
-    }
     let mut addresses = Vec::with_capacity(services.len());
     for (ordinal, service) in services.iter().enumerate() {
-        let address = match ftp.spec.service.type_ {
-            ServiceType::NodePort => node_address(ftp, ordinal as i32, ctx).await?,
-            _ => address::published(service),
-        };
-        addresses.push(address);
+        addresses.push(replica_address(ftp, ordinal as i32, service, ctx).await?);
     }
-    Ok(addresses)
+
+    let pods = pod_ordinals(ftp, ctx).await?;
+    let (draining, gone): (Vec<_>, Vec<_>) = extra_services(ftp, ctx)
+        .await?
+        .into_iter()
+        .partition(|(ordinal, _)| pods.contains(ordinal));
+    let mut address_file: BTreeMap<i32, Option<String>> =
+        (0..).zip(addresses.iter().cloned()).collect();
+    for (ordinal, service) in &draining {
+        let address = replica_address(ftp, *ordinal, service, ctx).await?;
+        address_file.insert(*ordinal, address);
+    }
+    applier
+        .apply(build::addresses_config_map(ftp, &address_file))
+        .await?;
+    let stateful_set = applier.apply(children.stateful_set).await?;
+    for (_, service) in gone {
+        applier.delete::<Service>(&service.name_any()).await?;
+    }
+    Ok(Applied {
+        stateful_set,
+        addresses,
+        draining: draining.len(),
+    })
+}
+
+/// A replica's advertised address: the spec's override, else what the
+/// cluster published on its Service, else (NodePort) its node's address.
+async fn replica_address(
+    ftp: &FtpServer,
+    ordinal: i32,
+    service: &Service,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    if let Some(address) = &ftp.spec.passive.advertised_address {
+        return Ok(Some(address.clone()));
+    }
+    match ftp.spec.service.type_ {
+        ServiceType::NodePort => node_address(ftp, ordinal, ctx).await,
+        _ => Ok(address::published(service)),
+    }
 }
 
 /// The address of the node running replica `ordinal`, once scheduled.
@@ -207,13 +245,25 @@ async fn node_address(
     Ok(node.as_ref().and_then(address::node_address))
 }
 
-/// Deletes the Services of ordinals at or above `spec.replicas`.
-async fn remove_extra_services(
-    ftp: &FtpServer,
-    applier: &Applier<'_>,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), applier.namespace);
+/// Ordinals of the server pods that exist, terminating ones included.
+async fn pod_ordinals(ftp: &FtpServer, ctx: &Context) -> Result<BTreeSet<i32>, Error> {
+    let namespace = ftp.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let selector = labels::selector_string(&labels::selector(ftp));
+    let listed = pods
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("listing Pods"))?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|pod| labels::ordinal_of_pod(ftp, &pod.name_any()))
+        .collect())
+}
+
+/// Our Services of ordinals at or above `spec.replicas`, by ordinal.
+async fn extra_services(ftp: &FtpServer, ctx: &Context) -> Result<Vec<(i32, Service)>, Error> {
+    let namespace = ftp.namespace().unwrap_or_default();
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
     let selector = format!(
         "{}={},{}={}",
         labels::INSTANCE,
@@ -226,17 +276,17 @@ async fn remove_extra_services(
         .await
         .map_err(Error::kube("listing Services"))?;
     let uid = ftp.uid();
-    for service in listed {
-        let ours = service
-            .owner_references()
-            .iter()
-            .any(|owner| Some(&owner.uid) == uid.as_ref());
-        let extra = ordinal_of(&service).is_some_and(|ordinal| ordinal >= ftp.spec.replicas);
-        if ours && extra {
-            applier.delete::<Service>(&service.name_any()).await?;
-        }
-    }
-    Ok(())
+    Ok(listed
+        .into_iter()
+        .filter(|service| {
+            service
+                .owner_references()
+                .iter()
+                .any(|owner| Some(&owner.uid) == uid.as_ref())
+        })
+        .filter_map(|service| Some((ordinal_of(&service)?, service)))
+        .filter(|(ordinal, _)| *ordinal >= ftp.spec.replicas)
+        .collect())
 }
 
 /// The addresses the last status recorded, for a status written when the

@@ -376,6 +376,96 @@ async fn one_service_per_replica_follows_scaling() -> Result<()> {
     Ok(())
 }
 
+/// A scale-down leaves the removed replica's Service and address in place
+/// while its pod drains (the server finishes running transfers after
+/// SIGTERM; they need the load balancer): both go once the pod is gone.
+/// No kubelet runs here, so a finalizer keeps the deleted pod around, as a
+/// kubelet would while the server drains.
+#[tokio::test]
+async fn scale_down_waits_for_the_pod_before_removing_its_service() -> Result<()> {
+    let fx = Fixture::new("op-drain").await?;
+    fx.create("files", &format!("{MINIMAL}\nreplicas: 2"))
+        .await?;
+    let pods = fx.api::<Pod>();
+    eventually("two Services and the second pod", WAIT, || async {
+        Ok(fx.service_names("files").await? == ["files-0", "files-1"]
+            && pods.get_opt("files-1").await?.is_some())
+    })
+    .await?;
+    fx.publish_ingress("files-1", json!({"ip": "203.0.113.40"}))
+        .await?;
+    let address_of_1 = || async {
+        let addresses = fx.addresses("files").await?;
+        anyhow::Ok(addresses.get("files-1").cloned())
+    };
+    eventually("replica 1's address", WAIT, || async {
+        Ok(address_of_1().await?.as_deref() == Some("203.0.113.40"))
+    })
+    .await?;
+    let hold = json!({"metadata": {"finalizers": ["kubeftp.dev/test-draining"]}});
+    pods.patch("files-1", &PatchParams::default(), &Patch::Merge(&hold))
+        .await?;
+
+    let scale = json!({"spec": {"replicas": 1}});
+    let scaled = fx
+        .api::<FtpServer>()
+        .patch("files", &PatchParams::default(), &Patch::Merge(&scale))
+        .await?;
+    let generation = scaled.metadata.generation;
+    // The reconcile that scaled the StatefulSet down has written its status.
+    eventually("the scale-down reconciled", WAIT, || async {
+        let status = fx.ftp("files").await?.status.unwrap_or_default();
+        Ok(status.observed_generation == generation && status.endpoints.len() == 1)
+    })
+    .await?;
+    let set = fx.api::<StatefulSet>().get("files").await?;
+    assert_eq!(set.spec.unwrap().replicas, Some(1));
+    let draining = || async {
+        anyhow::ensure!(
+            fx.service_names("files").await? == ["files-0", "files-1"],
+            "the draining replica's Service went"
+        );
+        anyhow::ensure!(
+            address_of_1().await?.as_deref() == Some("203.0.113.40"),
+            "the draining replica's address went"
+        );
+        anyhow::Ok(())
+    };
+    draining().await?;
+
+    // The StatefulSet controller deletes the pod; it drains. The operator
+    // hears of that (a reconcile) and still keeps both.
+    eventually("the pod terminating", WAIT, || async {
+        Ok(pods
+            .get_opt("files-1")
+            .await?
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some()))
+    })
+    .await?;
+    let reconciles = fx.operator.metrics.reconciliations.get();
+    eventually("a reconcile after that", WAIT, || async {
+        Ok(fx.operator.metrics.reconciliations.get() > reconciles)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    draining().await?;
+
+    // The pod is gone: so are its Service and address.
+    let release = json!({"metadata": {"finalizers": null}});
+    pods.patch("files-1", &PatchParams::default(), &Patch::Merge(&release))
+        .await?;
+    eventually("the Service to go", WAIT, || async {
+        Ok(fx.service_names("files").await? == ["files-0"])
+    })
+    .await?;
+    eventually("the address to go", WAIT, || async {
+        Ok(address_of_1().await?.is_none())
+    })
+    .await?;
+    fx.operator.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn edited_or_deleted_children_are_put_back() -> Result<()> {
     let fx = Fixture::new("op-repair").await?;

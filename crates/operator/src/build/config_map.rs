@@ -22,15 +22,18 @@ pub fn server_config_map(ftp: &FtpServer) -> ConfigMap {
     }
 }
 
-/// `<name>-addresses`: one key per pod, its advertised address (empty while
-/// unknown). Mounted as a directory, so the kubelet updates each pod's file
-/// in place and the server picks the change up without a restart.
-pub fn addresses_config_map(ftp: &FtpServer, addresses: &[Option<String>]) -> ConfigMap {
+/// `<name>-addresses`: one key per pod, by ordinal, its advertised address
+/// (empty while unknown). Mounted as a directory, so the kubelet updates
+/// each pod's file in place and the server picks the change up without a
+/// restart.
+pub fn addresses_config_map(
+    ftp: &FtpServer,
+    addresses: &BTreeMap<i32, Option<String>>,
+) -> ConfigMap {
     let data = addresses
         .iter()
-        .enumerate()
-        .map(|(ordinal, address)| {
-            let pod = labels::pod(ftp, ordinal as i32);
+        .map(|(&ordinal, address)| {
+            let pod = labels::pod(ftp, ordinal);
             (pod, address.clone().unwrap_or_default())
         })
         .collect();
@@ -59,7 +62,10 @@ mod tests {
     #[test]
     fn addresses_have_a_key_per_pod_empty_while_unknown() {
         let ftp = ftp("replicas: 2\nusers: {secretName: u}\nstorage: {emptyDir: {}}");
-        let map = addresses_config_map(&ftp, &[Some("203.0.113.7".into()), None]);
+        let map = addresses_config_map(
+            &ftp,
+            &BTreeMap::from([(0, Some("203.0.113.7".into())), (1, None)]),
+        );
         assert_eq!(map.metadata.name.as_deref(), Some("files-addresses"));
         let data = map.data.unwrap();
         assert_eq!(
