@@ -96,7 +96,7 @@ impl Default for Metrics {
         );
         registry.register(
             "data_connection_refusals",
-            "425 replies by reason (pool_exhausted, address_unknown, not_opened)",
+            "425 replies by reason (pool_exhausted, address_unknown, not_opened, tls_failed, tls_not_resumed)",
             m.data_refusals.clone(),
         );
         Metrics { registry, ..m }

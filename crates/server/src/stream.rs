@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::{HandshakeKind, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -45,6 +45,14 @@ impl MaybeTls {
 
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
+    }
+
+    /// Whether the TLS handshake resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        match self {
+            MaybeTls::Tls(tls) => tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed),
+            _ => false,
+        }
     }
 }
 

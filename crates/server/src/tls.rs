@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::ServerSessionMemoryCache;
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -26,7 +26,7 @@ pub enum TlsMode {
     Required,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TlsConfig {
     pub mode: TlsMode,
@@ -37,6 +37,24 @@ pub struct TlsConfig {
     /// Also accept implicit FTPS (TLS from the first byte) here, e.g.
     /// "0.0.0.0:990" or "0.0.0.0:9990".
     pub implicit_listen: Option<SocketAddr>,
+    /// Refuse (425) a protected data connection that did not resume the
+    /// control connection's TLS session, as vsftpd's require_ssl_reuse: a
+    /// resumed session proves the data connection comes from the client that
+    /// logged in, which the source address cannot under
+    /// `allow-foreign-data-source`.
+    pub require_session_reuse: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            mode: TlsMode::Off,
+            cert_file: None,
+            key_file: None,
+            implicit_listen: None,
+            require_session_reuse: true,
+        }
+    }
 }
 
 impl TlsConfig {
@@ -52,9 +70,18 @@ impl TlsConfig {
     }
 }
 
-/// The TLS configurations of one certificate generation.
+/// The current certificate as a TLS configuration without resumption state;
+/// replaced on reload. Each session derives its own [`TlsConfigs`] from it.
+pub type SharedTls = watch::Receiver<Arc<ServerConfig>>;
+
+/// TLS 1.2 sessions one FTP session caches: its control connection's.
+const SESSION_CACHE_SIZE: usize = 4;
+
+/// One FTP session's TLS configurations. Each session has its own resumption
+/// state (session cache and ticket key), so a data connection can resume
+/// only its own control connection's TLS session, never another client's.
 pub struct TlsConfigs {
-    /// For control connections: issues session tickets.
+    /// For the control connection: issues session tickets.
     pub control: Arc<ServerConfig>,
     /// For data connections: resumes the control connection's session and
     /// issues no tickets. A ticket arriving on an upload's data connection
@@ -62,12 +89,25 @@ pub struct TlsConfigs {
     pub data: Arc<ServerConfig>,
 }
 
-/// The current TLS configurations; replaced on certificate reload.
-pub type SharedTls = watch::Receiver<Arc<TlsConfigs>>;
+impl TlsConfigs {
+    pub fn for_session(certificate: &ServerConfig) -> Result<TlsConfigs, rustls::Error> {
+        let mut control = certificate.clone();
+        // TLS 1.2 session IDs.
+        control.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        // Stateless tickets can be resumed any number of times, once per data
+        // connection (TLS 1.3 stateful ones are single-use).
+        control.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        let mut data = control.clone();
+        data.send_tls13_tickets = 0;
+        Ok(TlsConfigs {
+            control: Arc::new(control),
+            data: Arc::new(data),
+        })
+    }
+}
 
-/// Loads the certificate and key and keeps them current. All reloaded
-/// configurations share the resumption state, so data connections can resume
-/// the control connection's TLS session across a reload.
+/// Loads the certificate and key and keeps them current. Open sessions keep
+/// the configurations they started with.
 pub fn load(config: &TlsConfig) -> anyhow::Result<Option<SharedTls>> {
     if !config.enabled() {
         return Ok(None);
@@ -75,41 +115,12 @@ pub fn load(config: &TlsConfig) -> anyhow::Result<Option<SharedTls>> {
     let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) else {
         anyhow::bail!("tls: cert-file and key-file are required when TLS is on");
     };
-    let resumption = Resumption {
-        cache: ServerSessionMemoryCache::new(4096),
-        ticketer: rustls::crypto::ring::Ticketer::new()
-            .map_err(|e| anyhow::anyhow!("tls: ticketer: {e}"))?,
-    };
-    let rx = watch_files(&[cert, key], move |files| {
-        configs(files, &resumption).map(Arc::new)
-    })
-    .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+    let rx = watch_files(&[cert, key], |files| server_config(files).map(Arc::new))
+        .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
     Ok(Some(rx))
 }
 
-/// Session resumption state shared by every certificate generation. FTP
-/// clients resume the control connection's TLS session on each data
-/// connection, so tickets must be reusable: stateless tickets are (TLS 1.3
-/// stateful ones are single-use); the cache serves TLS 1.2 session IDs.
-struct Resumption {
-    cache: Arc<dyn StoresServerSessions>,
-    ticketer: Arc<dyn ProducesTickets>,
-}
-
-fn configs(files: &[Option<Vec<u8>>], resumption: &Resumption) -> Result<TlsConfigs, String> {
-    let control = server_config(files, resumption)?;
-    let mut data = control.clone();
-    data.send_tls13_tickets = 0;
-    Ok(TlsConfigs {
-        control: Arc::new(control),
-        data: Arc::new(data),
-    })
-}
-
-fn server_config(
-    files: &[Option<Vec<u8>>],
-    resumption: &Resumption,
-) -> Result<ServerConfig, String> {
+fn server_config(files: &[Option<Vec<u8>>]) -> Result<ServerConfig, String> {
     let [Some(cert_pem), Some(key_pem)] = files else {
         return Err("certificate or key file missing".into());
     };
@@ -121,13 +132,11 @@ fn server_config(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key file: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| format!("certificate and key do not match: {e}"))?;
-    config.session_storage = resumption.cache.clone();
-    config.ticketer = resumption.ticketer.clone();
     Ok(config)
 }

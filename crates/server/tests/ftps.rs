@@ -320,3 +320,73 @@ async fn tls_sessions_resume_and_certificates_reload_without_dropping_sessions()
     assert_eq!(line.trim(), "STILL-WORKS");
     assert!(child.wait().unwrap().success());
 }
+
+/// Data connections that do not resume their own control connection's TLS
+/// session: a fresh handshake (ftplib's default), and one resuming another
+/// client's session. Prints the outcome of NLST for each and for a client
+/// that resumes properly.
+const SESSION_REUSE: &str = r#"
+import ftplib, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+
+class ResumingFTP(ftplib.FTP_TLS):
+    """Resumes a TLS session on data connections: by default its own."""
+    session_from = None
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        source = self.session_from or self
+        conn = self.context.wrap_socket(conn, server_hostname=self.host, session=source.sock.session)
+        return conn, size
+
+def login(cls):
+    f = cls(context=ctx)
+    f.connect("127.0.0.1", port, timeout=10)
+    f.login("alice", "alice-pw")
+    f.prot_p()
+    return f
+
+def nlst(f):
+    try:
+        f.nlst()
+        result = "OK"
+    except ftplib.error_temp as e:
+        result = str(e)[:3]
+    f.voidcmd("NOOP")  # the session goes on
+    return result
+
+fresh, own, thief = login(ftplib.FTP_TLS), login(ResumingFTP), login(ResumingFTP)
+results = [nlst(fresh), nlst(own)]
+thief.session_from = own
+results.append(nlst(thief))
+print(" ".join(results))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_connections_must_resume_their_own_tls_session() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(dir.join("reuse.py"), SESSION_REUSE).unwrap();
+    let certs = TestCerts::generate(dir, "reuse");
+    for (require, expected) in [(true, "425 OK 425"), (false, "OK OK OK")] {
+        let (cert, key) = (certs.cert.clone(), certs.key.clone());
+        let server = TestServer::start_with(move |c| {
+            c.tls.mode = TlsMode::Required;
+            c.tls.cert_file = Some(cert.clone());
+            c.tls.key_file = Some(key.clone());
+            c.tls.require_session_reuse = require;
+            c.ops.listen = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .await;
+        let args = vec![
+            "reuse.py".into(),
+            server.addr.port().to_string(),
+            certs.ca.display().to_string(),
+        ];
+        let out = check(&run("python3", args, dir).await, "session reuse script");
+        assert_eq!(out.trim(), expected, "require-session-reuse = {require}");
+        let metrics = support::http_get(server.ops.unwrap(), "/metrics").await.1;
+        let refusals = "kubeftp_data_connection_refusals_total{reason=\"tls_not_resumed\"} 2";
+        assert_eq!(metrics.contains(refusals), require, "{metrics}");
+    }
+}

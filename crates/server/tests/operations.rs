@@ -9,23 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kubeftp_server::config::UnknownAddress;
-use support::{ALICE, RawClient, TestServer, eventually, random_bytes};
+use support::{ALICE, RawClient, TestServer, eventually, http_get, random_bytes};
 use tokio::io::AsyncReadExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubeftp-server");
-
-/// GET over plain HTTP/1.0 with curl: status code and body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let url = format!("http://{addr}{path}");
-    let out = tokio::process::Command::new("curl")
-        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", &url])
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap_or(0), body.to_string())
-}
 
 /// The value of one sample line (`name{labels} value`) in a metrics page.
 fn metric(page: &str, prefix: &str) -> f64 {

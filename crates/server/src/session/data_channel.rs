@@ -138,20 +138,40 @@ impl Session {
         else {
             return Ok(MaybeTls::Plain(tcp));
         };
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, MaybeTls::accept(tcp, config)).await {
-            Ok(Ok(stream)) => Ok(stream),
+        let stream = match tokio::time::timeout(
+            TLS_HANDSHAKE_TIMEOUT,
+            MaybeTls::accept(tcp, config),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "TLS handshake on the data connection failed");
-                Err(Reply::new(
+                self.shared.metrics.refusal("tls_failed");
+                return Err(Reply::new(
                     425,
                     "TLS handshake on the data connection failed",
-                ))
+                ));
             }
-            Err(_) => Err(Reply::new(
+            Err(_) => {
+                self.shared.metrics.refusal("tls_failed");
+                return Err(Reply::new(
+                    425,
+                    "TLS handshake on the data connection timed out",
+                ));
+            }
+        };
+        if self.shared.config.tls.require_session_reuse && !stream.resumed() {
+            // Only this session's client holds this session's TLS state.
+            tracing::warn!("refused a data connection that did not resume the TLS session");
+            self.shared.metrics.refusal("tls_not_resumed");
+            close_quietly(stream).await;
+            return Err(Reply::new(
                 425,
-                "TLS handshake on the data connection timed out",
-            )),
+                "The data connection must resume the control connection's TLS session",
+            ));
         }
+        Ok(stream)
     }
 
     async fn connect_data(&mut self) -> Result<TcpStream, Reply> {
@@ -186,4 +206,11 @@ impl Session {
             }
         }
     }
+}
+
+/// Ends a refused data connection with close_notify, so the client reads a
+/// clean end and then the 425 on the control connection.
+async fn close_quietly(mut stream: MaybeTls) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }

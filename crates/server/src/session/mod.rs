@@ -103,7 +103,9 @@ impl Session {
         tcp.set_nodelay(true)?;
         let (stream, tls) = match (implicit_tls, &shared.tls) {
             (true, Some(tls)) => {
-                let config = tls.borrow().clone();
+                let certificate = tls.borrow().clone();
+                let config =
+                    Arc::new(TlsConfigs::for_session(&certificate).map_err(io::Error::other)?);
                 let accept = MaybeTls::accept(tcp, config.control.clone());
                 let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept)
                     .await

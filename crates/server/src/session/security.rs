@@ -2,9 +2,11 @@
 //! PROT P protect data connections.
 
 use std::io;
+use std::sync::Arc;
 
 use super::{Flow, Session, TLS_HANDSHAKE_TIMEOUT};
 use crate::reply::Reply;
+use crate::tls::TlsConfigs;
 
 impl Session {
     pub(super) async fn auth_tls(&mut self, mechanism: &str) -> io::Result<Flow> {
@@ -29,7 +31,15 @@ impl Session {
                 .await?;
             return Ok(Flow::Continue);
         }
-        let config = tls.borrow().clone();
+        let certificate = tls.borrow().clone();
+        let config = match TlsConfigs::for_session(&certificate) {
+            Ok(config) => Arc::new(config),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up TLS for a session");
+                self.reply(431, "TLS is unavailable right now").await?;
+                return Ok(Flow::Continue);
+            }
+        };
         self.reply(234, "AUTH TLS successful").await?;
         let upgrade = self.control.stream_mut().upgrade(config.control.clone());
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, upgrade).await {

@@ -336,6 +336,19 @@ pub fn check(out: &Output, what: &str) -> String {
     stdout
 }
 
+/// GET with curl (the ops endpoints): status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", &url])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), body.to_string())
+}
+
 /// Polls `cond` until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
