@@ -257,6 +257,7 @@ pub async fn send_listing<W: AsyncWrite + Unpin>(
     mut entries: mpsc::Receiver<io::Result<Entry>>,
     to: W,
     format: impl Fn(&Entry) -> String,
+    progress: Progress,
 ) -> io::Result<u64> {
     let mut out = BufWriter::new(to);
     let mut total = 0u64;
@@ -265,6 +266,7 @@ pub async fn send_listing<W: AsyncWrite + Unpin>(
         out.write_all(line.as_bytes()).await?;
         out.write_all(b"\r\n").await?;
         total += line.len() as u64 + 2;
+        progress.fetch_add(line.len() as u64 + 2, Ordering::Relaxed);
     }
     out.shutdown().await?;
     Ok(total)

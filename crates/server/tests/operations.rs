@@ -60,6 +60,8 @@ async fn health_readiness_and_metrics() {
     let mut c = RawClient::login(server.addr, ALICE).await;
     let (code, bytes) = c.transfer_in("RETR f").await;
     assert_eq!((code, bytes.len()), (226, 12345));
+    let (code, listing) = c.transfer_in("LIST").await;
+    assert_eq!(code, 226);
     c.pasv().await; // holds the only port
     let mut other = RawClient::login(server.addr, ALICE).await;
     other.expect("PASV", 425).await;
@@ -82,12 +84,20 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(
         metric(&page, "kubeftp_bytes_total{direction=\"out\"}"),
-        12345.0
+        (12345 + listing.len()) as f64,
+        "file and listing bytes"
     );
     assert_eq!(
         metric(
             &page,
             "kubeftp_transfer_duration_seconds_count{op=\"RETR\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "kubeftp_transfer_duration_seconds_count{op=\"LIST\"}"
         ),
         1.0
     );
@@ -294,6 +304,8 @@ async fn json_logs_have_one_line_per_event_and_never_a_password() {
     let mut c = RawClient::login(server.control, ("logger", secret)).await;
     let (code, _) = c.transfer_in("RETR f").await;
     assert_eq!(code, 226);
+    let (code, _) = c.transfer_in("NLST").await;
+    assert_eq!(code, 226);
     c.expect("QUIT", 221).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     sigterm(&server.child);
@@ -334,6 +346,14 @@ async fn json_logs_have_one_line_per_event_and_never_a_password() {
             .unwrap()
             .starts_with("127.0.0.1:")
     );
+    let listing = events
+        .iter()
+        .find(|e| e["fields"]["op"] == "NLST")
+        .unwrap_or_else(|| panic!("no NLST transfer in:\n{logs}"));
+    assert_eq!(listing["fields"]["message"], "transfer");
+    assert_eq!(listing["fields"]["path"], "/");
+    assert_eq!(listing["fields"]["bytes"], 3, "\"f\\r\\n\"");
+    assert_eq!(listing["fields"]["result"], "ok");
     let failed = find("login failed");
     assert_eq!(failed["fields"]["user"], "logger");
     find("logged in");

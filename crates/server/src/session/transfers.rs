@@ -78,10 +78,11 @@ impl Session {
             ListKind::Mlsd => listing::mlsx_facts(e, writable),
         };
         let data = IdleTimeout::new(data, self.data_timeout());
-        let job = transfer::send_listing(entries, data, format);
-        let outcome = self
-            .supervise(job, &Progress::default(), OnHangUp::Stop)
-            .await?;
+        let started = Instant::now();
+        let progress = Progress::default();
+        let job = transfer::send_listing(entries, data, format, progress.clone());
+        let outcome = self.supervise(job, &progress, OnHangUp::Stop).await?;
+        self.log_transfer(kind.verb(), &path, &progress, started, &outcome);
         self.conclude(outcome.map(|_| ()), "Directory send OK")
             .await
     }
@@ -335,6 +336,16 @@ impl Session {
             error,
             "transfer"
         );
+    }
+}
+
+impl ListKind {
+    fn verb(self) -> &'static str {
+        match self {
+            ListKind::List => "LIST",
+            ListKind::Nlst => "NLST",
+            ListKind::Mlsd => "MLSD",
+        }
     }
 }
 
