@@ -58,8 +58,15 @@ impl Default for TlsConfig {
 }
 
 impl TlsConfig {
+    /// Whether a certificate is needed: for explicit or implicit FTPS.
     pub fn enabled(&self) -> bool {
-        self.mode != TlsMode::Off || self.implicit_listen.is_some()
+        self.explicit() || self.implicit_listen.is_some()
+    }
+
+    /// Whether AUTH TLS is offered on the plain control port. The implicit
+    /// listener does not depend on it.
+    pub fn explicit(&self) -> bool {
+        self.mode != TlsMode::Off
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

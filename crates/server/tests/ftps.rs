@@ -230,6 +230,29 @@ async fn optional_tls_allows_plaintext_but_off_offers_none() {
     c.expect("AUTH TLS", 502).await;
 }
 
+/// `mode = "off"` with an implicit listener: FTPS on that port only; the
+/// plain port neither offers nor accepts AUTH TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn implicit_ftps_alone_leaves_the_plain_port_plain() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (server, certs) = tls_server(dir, TlsMode::Off).await;
+    let mut c = RawClient::connect(server.addr).await;
+    let feat = c.expect("FEAT", 211).await;
+    assert!(!feat.contains("AUTH") && !feat.contains("PROT"), "{feat}");
+    c.expect("AUTH TLS", 502).await;
+    c.expect("USER alice", 331).await;
+    c.expect("PASS alice-pw", 230).await;
+
+    std::fs::write(server.alice_path("f.txt"), "implicit only").unwrap();
+    let url = format!("ftps://{}/f.txt", server.implicit_tls.unwrap());
+    let out = check(
+        &run("curl", curl_args(&certs.ca, &[&url]), dir).await,
+        "curl ftps:// with mode off",
+    );
+    assert_eq!(out, "implicit only");
+}
+
 /// The data connection resumes the control connection's TLS session (what
 /// clients such as FileZilla and servers such as vsftpd expect), and a
 /// certificate renewal is picked up by new sessions while an open session

@@ -406,10 +406,11 @@ impl Session {
             Command::Noop => Reply::new(200, "OK"),
             Command::Syst => Reply::new(215, "UNIX Type: L8"),
             Command::Feat => {
-                let tls = if self.shared.tls.is_some() {
-                    TLS_FEATURES
-                } else {
-                    &[]
+                let tls: &[&str] = match (self.shared.config.tls.explicit(), self.tls.is_some()) {
+                    (true, _) => TLS_FEATURES,
+                    // Implicit FTPS: PBSZ and PROT, but no AUTH.
+                    (false, true) => &TLS_FEATURES[1..],
+                    (false, false) => &[],
                 };
                 let mut features: Vec<&str> = FEATURES.iter().chain(tls).copied().collect();
                 features.sort_unstable();
@@ -583,7 +584,8 @@ const FEATURES: &[&str] = &[
     "UTF8",
 ];
 
-/// Added to FEAT when TLS is configured (RFC 4217 §6).
+/// Added to FEAT when explicit TLS is on (RFC 4217 §6); implicit FTPS
+/// sessions get all but the first.
 const TLS_FEATURES: &[&str] = &["AUTH TLS", "PBSZ", "PROT"];
 
 const HELP: &str = "ABOR ALLO APPE AUTH CDUP CWD DELE EPRT EPSV FEAT HELP LIST MDTM MKD MLSD MLST MODE NLST \

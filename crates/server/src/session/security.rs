@@ -10,7 +10,8 @@ use crate::tls::TlsConfigs;
 
 impl Session {
     pub(super) async fn auth_tls(&mut self, mechanism: &str) -> io::Result<Flow> {
-        let Some(tls) = &self.shared.tls else {
+        let tls = self.shared.tls.as_ref();
+        let Some(tls) = tls.filter(|_| self.shared.config.tls.explicit()) else {
             self.reply(502, "TLS is not configured on this server")
                 .await?;
             return Ok(Flow::Continue);
