@@ -37,6 +37,17 @@ pub mod limits {
     pub const CONTAINER_CONTROL_PORT: i32 = 2121;
     /// The container's HTTP port for /healthz, /readyz and /metrics.
     pub const CONTAINER_OPS_PORT: i32 = 9090;
+    /// The container's implicit FTPS listener, when `spec.tls.implicitPort`
+    /// asks for one; the Service maps that port to it.
+    pub const CONTAINER_IMPLICIT_TLS_PORT: i32 = 9990;
+    /// With an implicit FTPS port the Service has one listener more, so one
+    /// passive port less fits the load balancer (see [`MAX_PASSIVE_PORTS`]).
+    pub const MAX_PASSIVE_PORTS_WITH_IMPLICIT_TLS: i32 = MAX_PASSIVE_PORTS - 1;
+    /// The server's default shutdown grace, `spec.shutdownGraceSeconds`.
+    pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: i32 = 30;
+    /// How much longer than the shutdown grace the kubelet waits before it
+    /// kills the server: time to close the remaining sessions and exit.
+    pub const TERMINATION_GRACE_MARGIN_SECONDS: i32 = 10;
     /// Longest `metadata.name`: replica Services are named `<name>-<ordinal>`
     /// and must be DNS labels (63 characters); the StatefulSet's
     /// `controller-revision-hash` label adds 11 more to its name.

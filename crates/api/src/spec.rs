@@ -66,6 +66,14 @@ use crate::FtpServerStatus;
         .message("service.type NodePort supports at most 1 replica: node ports are unique in the cluster and each replica needs the same port numbers; use LoadBalancer for more replicas"),
     validation = Rule::new("has(self.users) || self.anonymous.enabled")
         .message("set users (a Secret holding the users file) or anonymous.enabled, otherwise nobody can log in"),
+    validation = Rule::new("!has(self.tls) || !has(self.tls.implicitPort) || (self.tls.implicitPort != self.service.controlPort && !(self.tls.implicitPort >= self.passive.portRange.min && self.tls.implicitPort <= self.passive.portRange.max))")
+        .message("tls.implicitPort must differ from service.controlPort and lie outside passive.portRange: all are exposed on the same Service"),
+    validation = Rule::new("self.service.type != 'NodePort' || !has(self.tls) || !has(self.tls.implicitPort) || (self.tls.implicitPort >= 30000 && self.tls.implicitPort <= 32767)")
+        .message("with service.type NodePort, tls.implicitPort must lie within 30000-32767: clients connect to the node on this very port number"),
+    validation = Rule::new("!has(self.tls) || !has(self.tls.implicitPort) || !(self.passive.portRange.min <= 9990 && 9990 <= self.passive.portRange.max)")
+        .message("with tls.implicitPort set, passive.portRange must not include 9990: the pod's implicit FTPS listener uses it"),
+    validation = Rule::new("!has(self.tls) || !has(self.tls.implicitPort) || self.passive.portRange.max - self.passive.portRange.min < 48")
+        .message("with tls.implicitPort set, passive.portRange may hold at most 48 ports: each port is a load balancer listener, and AWS NLB allows 50 per load balancer including the control and implicit FTPS ports"),
     validation = Rule::new("!has(self.passive.advertisedAddress) || self.replicas <= 1")
         .message("passive.advertisedAddress works with at most 1 replica: every replica would advertise it, so data connections for the others would reach the wrong pod; unset it to advertise each replica's own Service address, or make one FtpServer per address")
 )]
@@ -106,14 +114,21 @@ pub struct FtpServerSpec {
     /// there is no implicit default, so data is never silently ephemeral.
     pub storage: StorageSpec,
 
-    /// FTPS (explicit TLS, AUTH TLS) with a certificate from a
-    /// `kubernetes.io/tls` Secret.
+    /// FTPS (explicit TLS, AUTH TLS; implicit on a port of its own if asked)
+    /// with a certificate from a `kubernetes.io/tls` Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 
     /// Session limits; the server's defaults apply to unset fields.
     #[serde(default)]
     pub limits: LimitsSpec,
+
+    /// When a pod is stopped (rollout, scale-down, node drain), how long
+    /// running transfers may take to finish before the server closes them.
+    /// The pod's terminationGracePeriodSeconds is this plus 10.
+    #[serde(default = "default_shutdown_grace_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub shutdown_grace_seconds: i32,
 
     /// Container image of kubeftp-server; default: the operator's
     /// `--server-image`, which matches the operator's version.
@@ -148,6 +163,10 @@ pub struct FtpServerSpec {
 
 fn default_replicas() -> i32 {
     1
+}
+
+fn default_shutdown_grace_seconds() -> i32 {
+    crate::limits::DEFAULT_SHUTDOWN_GRACE_SECONDS
 }
 
 /// How each replica's Service exposes the server.
@@ -429,6 +448,13 @@ pub struct TlsSpec {
     /// FTP still works for clients that do not ask for TLS.
     #[serde(default)]
     pub mode: TlsMode,
+    /// Also serve implicit FTPS (TLS from the first byte, `ftps://` URLs,
+    /// traditionally port 990) on this Service port, for clients that
+    /// cannot use AUTH TLS. Outside the passive range and not the control
+    /// port; with NodePort within 30000-32767. Unset: explicit FTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub implicit_port: Option<i32>,
 }
 
 /// Whether clients must use TLS.
@@ -459,4 +485,24 @@ pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub idle_timeout_seconds: Option<i32>,
+    /// Failed logins in one session before the server closes it; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_login_attempts: Option<i32>,
+    /// Failed logins from one client IP, within lockoutSeconds, after which
+    /// every login from that IP is refused (even with the right password)
+    /// for lockoutSeconds; default 10. Per replica. Raise it when many
+    /// users share one address (a corporate NAT).
+    #[serde(
+        default,
+        rename = "maxFailedLoginsPerIP",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_failed_logins_per_ip: Option<i32>,
+    /// The window in which failed logins count, and how long a client IP
+    /// that reached maxFailedLoginsPerIP stays locked out; default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub lockout_seconds: Option<i32>,
 }

@@ -3,8 +3,8 @@
 //! existed, and gives the build step a spec it can trust.
 
 use kubeftp_api::limits::{
-    CONTAINER_CONTROL_PORT, CONTAINER_OPS_PORT, MAX_PASSIVE_PORTS, NODE_PORT_MAX, NODE_PORT_MIN,
-    PASSIVE_PORT_MIN, PORT_MAX,
+    CONTAINER_CONTROL_PORT, CONTAINER_IMPLICIT_TLS_PORT, CONTAINER_OPS_PORT, MAX_PASSIVE_PORTS,
+    MAX_PASSIVE_PORTS_WITH_IMPLICIT_TLS, NODE_PORT_MAX, NODE_PORT_MIN, PASSIVE_PORT_MIN, PORT_MAX,
 };
 use kubeftp_api::{FtpServerSpec, ServiceType};
 
@@ -35,6 +35,33 @@ pub fn validate(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
         if (range.min..=range.max).contains(&port) {
             return fail(format!(
                 "passive.portRange {range} includes port {port}, used by {what}"
+            ));
+        }
+    }
+    if let Some(implicit) = spec.tls.as_ref().and_then(|tls| tls.implicit_port) {
+        if implicit == control || range.ports().any(|port| port == implicit) {
+            return fail(format!(
+                "tls.implicitPort {implicit} must differ from service.controlPort and lie outside passive.portRange {range}"
+            ));
+        }
+        if range
+            .ports()
+            .any(|port| port == CONTAINER_IMPLICIT_TLS_PORT)
+        {
+            return fail(format!(
+                "passive.portRange {range} includes port {CONTAINER_IMPLICIT_TLS_PORT}, used by the pod's implicit FTPS listener"
+            ));
+        }
+        if range.max - range.min >= MAX_PASSIVE_PORTS_WITH_IMPLICIT_TLS {
+            return fail(format!(
+                "with tls.implicitPort, passive.portRange {range} holds more than {MAX_PASSIVE_PORTS_WITH_IMPLICIT_TLS} ports"
+            ));
+        }
+        if spec.service.type_ == ServiceType::NodePort
+            && !(NODE_PORT_MIN..=NODE_PORT_MAX).contains(&implicit)
+        {
+            return fail(format!(
+                "with service.type NodePort, tls.implicitPort must lie within {NODE_PORT_MIN}-{NODE_PORT_MAX}"
             ));
         }
     }
@@ -155,6 +182,44 @@ storage: {emptyDir: {}}
             );
             assert_eq!(validate(&spec(&yaml)), Ok(()));
         }
+    }
+
+    #[test]
+    fn implicit_tls_port_fits_beside_the_others() {
+        let tls = |port: i32| format!("{VALID}tls: {{secretName: cert, implicitPort: {port}}}");
+        assert_eq!(validate(&spec(&tls(990))), Ok(()));
+        let message = error(&tls(21));
+        assert!(
+            message.contains("must differ from service.controlPort"),
+            "{message}"
+        );
+        let message = error(&tls(30004));
+        assert!(message.contains("outside passive.portRange"), "{message}");
+        let message = error(&format!(
+            "{}\npassive: {{portRange: {{min: 9980, max: 9999}}}}",
+            tls(990)
+        ));
+        assert!(message.contains("implicit FTPS listener"), "{message}");
+        let message = error(&format!(
+            "{}\npassive: {{portRange: {{min: 40000, max: 40048}}}}",
+            tls(990)
+        ));
+        assert!(message.contains("more than 48 ports"), "{message}");
+        let message = error(&format!(
+            "{}\nservice: {{type: NodePort, controlPort: 30021}}",
+            tls(990)
+        ));
+        assert!(
+            message.contains("tls.implicitPort must lie within 30000-32767"),
+            "{message}"
+        );
+        assert_eq!(
+            validate(&spec(&format!(
+                "{}\nservice: {{type: NodePort, controlPort: 30021}}",
+                tls(30990)
+            ))),
+            Ok(())
+        );
     }
 
     #[test]

@@ -154,6 +154,44 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
             "passive.advertisedAddress works with at most 1 replica: every replica would advertise it, so data connections for the others would reach the wrong pod; unset it to advertise each replica's own Service address, or make one FtpServer per address",
         ),
         (
+            "implicit FTPS on the control port",
+            json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 21}}}),
+            "tls.implicitPort must differ from service.controlPort and lie outside passive.portRange: all are exposed on the same Service",
+        ),
+        (
+            "implicit FTPS inside the passive range",
+            json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 30003}}}),
+            "tls.implicitPort must differ from service.controlPort and lie outside passive.portRange",
+        ),
+        (
+            "implicit FTPS beside a passive range over its container port",
+            json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 990},
+                            "passive": {"portRange": {"min": 9980, "max": 9999}}}}),
+            "with tls.implicitPort set, passive.portRange must not include 9990: the pod's implicit FTPS listener uses it",
+        ),
+        (
+            "implicit FTPS and 49 passive ports",
+            json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 990},
+                            "passive": {"portRange": {"min": 40000, "max": 40048}}}}),
+            "with tls.implicitPort set, passive.portRange may hold at most 48 ports",
+        ),
+        (
+            "implicit FTPS on a NodePort outside the node port range",
+            json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 990},
+                            "service": {"type": "NodePort", "controlPort": 30021}}}),
+            "with service.type NodePort, tls.implicitPort must lie within 30000-32767",
+        ),
+        (
+            "lockout of no failed logins",
+            json!({"spec": {"limits": {"maxFailedLoginsPerIP": 0}}}),
+            "spec.limits.maxFailedLoginsPerIP in body should be greater than or equal to 1",
+        ),
+        (
+            "an hour-long drain",
+            json!({"spec": {"shutdownGraceSeconds": 3601}}),
+            "spec.shutdownGraceSeconds in body should be less than or equal to 3600",
+        ),
+        (
             "internal CIDR that is not one",
             json!({"spec": {"passive": {"internalCIDRs": ["10.0.0.0/8", "pods"]}}}),
             "internalCIDRs must be CIDRs such as 10.0.0.0/8",
@@ -242,7 +280,13 @@ async fn the_apiserver_accepts_valid_variants() -> Result<()> {
         json!({"spec": {"storage": {"emptyDir": null, "existingClaim": {"claimName": "ftp-data"}}}}),
         json!({"spec": {"storage": {"emptyDir": null,
                                     "volumeClaimTemplate": {"size": "10Gi", "storageClassName": "fast"}}}}),
-        json!({"spec": {"limits": {"maxSessions": 50, "maxSessionsPerIP": 5, "idleTimeoutSeconds": 60}}}),
+        json!({"spec": {"limits": {"maxSessions": 50, "maxSessionsPerIP": 5, "idleTimeoutSeconds": 60,
+                                   "maxLoginAttempts": 2, "maxFailedLoginsPerIP": 100, "lockoutSeconds": 60}}}),
+        json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 990},
+                        "passive": {"portRange": {"min": 40000, "max": 40047}}}}),
+        json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 30990},
+                        "service": {"type": "NodePort", "controlPort": 30021}}}),
+        json!({"spec": {"shutdownGraceSeconds": 600}}),
     ];
     for (index, change) in variants.iter().enumerate() {
         let mut object = valid(&format!("variant-{index}"));

@@ -5,7 +5,7 @@
 use kubeftp_api::FtpServerSpec;
 use kubeftp_operator::build::server_config::server_toml;
 
-fn accepted_by_server(spec_yaml: &str) {
+fn accepted_by_server(spec_yaml: &str) -> kubeftp_server::Config {
     let spec: FtpServerSpec = serde_yaml::from_str(spec_yaml).expect("a spec");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("server.toml");
@@ -15,11 +15,34 @@ fn accepted_by_server(spec_yaml: &str) {
     config
         .validate()
         .unwrap_or_else(|e| panic!("kubeftp-server refused the config: {e:#}\n{spec_yaml}"));
+    config
 }
 
 #[test]
 fn minimal_config_is_accepted() {
     accepted_by_server("users: {secretName: u}\nstorage: {emptyDir: {}}");
+}
+
+/// The settings mean to the server what the spec says.
+#[test]
+fn settings_reach_the_server() {
+    let config = accepted_by_server(
+        "
+users: {secretName: u}
+limits: {maxLoginAttempts: 5, maxFailedLoginsPerIP: 50, lockoutSeconds: 900}
+tls: {secretName: cert, implicitPort: 990}
+shutdownGraceSeconds: 120
+storage: {emptyDir: {}}
+",
+    );
+    assert_eq!(config.limits.max_login_attempts, 5);
+    assert_eq!(config.limits.max_failed_logins_per_ip, 50);
+    assert_eq!(config.limits.lockout_seconds, 900);
+    assert_eq!(config.shutdown.grace_seconds, 120);
+    assert_eq!(
+        config.tls.implicit_listen,
+        Some("0.0.0.0:9990".parse().unwrap())
+    );
 }
 
 #[test]
@@ -34,8 +57,15 @@ passive:
   portRange: {min: 40000, max: 40048}
   advertisedAddress: ftp.example.com
   internalCIDRs: [10.0.0.0/8, 192.168.0.0/16]
-limits: {maxSessions: 10, maxSessionsPerIP: 2, idleTimeoutSeconds: 60}
-tls: {secretName: cert, mode: Optional}
+limits:
+  maxSessions: 10
+  maxSessionsPerIP: 2
+  idleTimeoutSeconds: 60
+  maxLoginAttempts: 5
+  maxFailedLoginsPerIP: 50
+  lockoutSeconds: 900
+tls: {secretName: cert, mode: Optional, implicitPort: 990}
+shutdownGraceSeconds: 120
 storage: {emptyDir: {}}
 ",
     );

@@ -1,6 +1,8 @@
 //! server.toml, the config file of kubeftp-server (docs/server.md).
 
-use kubeftp_api::limits::{CONTAINER_CONTROL_PORT, CONTAINER_OPS_PORT};
+use kubeftp_api::limits::{
+    CONTAINER_CONTROL_PORT, CONTAINER_IMPLICIT_TLS_PORT, CONTAINER_OPS_PORT,
+};
 use kubeftp_api::{FtpServerSpec, TlsMode, TrafficPolicy};
 use serde::Serialize;
 
@@ -34,6 +36,7 @@ struct ServerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<Tls>,
     ops: Ops,
+    shutdown: Shutdown,
 }
 
 #[derive(Serialize)]
@@ -66,6 +69,12 @@ struct Limits {
     max_sessions_per_ip: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_timeout_seconds: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_login_attempts: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_failed_logins_per_ip: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lockout_seconds: Option<i32>,
 }
 
 #[derive(Serialize)]
@@ -74,11 +83,20 @@ struct Tls {
     mode: &'static str,
     cert_file: &'static str,
     key_file: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    implicit_listen: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Ops {
     listen: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct Shutdown {
+    /// The StatefulSet's terminationGracePeriodSeconds leaves room for it.
+    grace_seconds: i32,
 }
 
 /// server.toml for `spec`. The advertised address, `passive.advertisedAddress`
@@ -111,6 +129,9 @@ pub fn server_toml(spec: &FtpServerSpec) -> String {
             max_sessions: spec.limits.max_sessions,
             max_sessions_per_ip: spec.limits.max_sessions_per_ip,
             idle_timeout_seconds: spec.limits.idle_timeout_seconds,
+            max_login_attempts: spec.limits.max_login_attempts,
+            max_failed_logins_per_ip: spec.limits.max_failed_logins_per_ip,
+            lockout_seconds: spec.limits.lockout_seconds,
         },
         tls: spec.tls.as_ref().map(|tls| Tls {
             mode: match tls.mode {
@@ -119,9 +140,15 @@ pub fn server_toml(spec: &FtpServerSpec) -> String {
             },
             cert_file: paths::TLS_CERT,
             key_file: paths::TLS_KEY,
+            implicit_listen: tls
+                .implicit_port
+                .map(|_| format!("0.0.0.0:{CONTAINER_IMPLICIT_TLS_PORT}")),
         }),
         ops: Ops {
             listen: format!("0.0.0.0:{CONTAINER_OPS_PORT}"),
+        },
+        shutdown: Shutdown {
+            grace_seconds: spec.shutdown_grace_seconds,
         },
     };
     let body = toml::to_string(&config).expect("the config serializes to TOML");
@@ -162,6 +189,8 @@ mod tests {
             [limits]
             [ops]
             listen = "0.0.0.0:9090"
+            [shutdown]
+            grace-seconds = 30
         "#
         .parse()
         .unwrap();
@@ -179,8 +208,15 @@ passive:
   portRange: {min: 40000, max: 40048}
   advertisedAddress: ftp.example.com
   internalCIDRs: [10.0.0.0/8]
-limits: {maxSessions: 10, maxSessionsPerIP: 2, idleTimeoutSeconds: 60}
-tls: {secretName: cert, mode: Optional}
+limits:
+  maxSessions: 10
+  maxSessionsPerIP: 2
+  idleTimeoutSeconds: 60
+  maxLoginAttempts: 5
+  maxFailedLoginsPerIP: 50
+  lockoutSeconds: 900
+tls: {secretName: cert, mode: Optional, implicitPort: 990}
+shutdownGraceSeconds: 120
 storage: {emptyDir: {}}
 ",
         );
@@ -202,10 +238,29 @@ storage: {emptyDir: {}}
         assert_eq!(limits["max-sessions"].as_integer(), Some(10));
         assert_eq!(limits["max-sessions-per-ip"].as_integer(), Some(2));
         assert_eq!(limits["idle-timeout-seconds"].as_integer(), Some(60));
+        assert_eq!(limits["max-login-attempts"].as_integer(), Some(5));
+        assert_eq!(limits["max-failed-logins-per-ip"].as_integer(), Some(50));
+        assert_eq!(limits["lockout-seconds"].as_integer(), Some(900));
+        assert_eq!(config["shutdown"]["grace-seconds"].as_integer(), Some(120));
         let tls = &config["tls"];
         assert_eq!(tls["mode"].as_str(), Some("optional"));
         assert_eq!(tls["cert-file"].as_str(), Some("/etc/kubeftp/tls/tls.crt"));
         assert_eq!(tls["key-file"].as_str(), Some("/etc/kubeftp/tls/tls.key"));
+        // The Service maps the implicitPort to this fixed container port.
+        assert_eq!(tls["implicit-listen"].as_str(), Some("0.0.0.0:9990"));
+    }
+
+    #[test]
+    fn no_implicit_listener_unless_asked() {
+        let config =
+            parse("users: {secretName: u}\nstorage: {emptyDir: {}}\ntls: {secretName: cert}");
+        assert_eq!(config["tls"]["mode"].as_str(), Some("required"));
+        assert!(
+            !config["tls"]
+                .as_table()
+                .unwrap()
+                .contains_key("implicit-listen")
+        );
     }
 
     /// The override reaches the server through the address file, which it

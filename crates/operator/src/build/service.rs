@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubeftp_api::limits::CONTAINER_CONTROL_PORT;
+use kubeftp_api::limits::{CONTAINER_CONTROL_PORT, CONTAINER_IMPLICIT_TLS_PORT};
 use kubeftp_api::{FtpServer, ServiceType, TrafficPolicy};
 
 use super::child_meta;
@@ -30,6 +30,12 @@ pub fn replica_service(ftp: &FtpServer, ordinal: i32) -> Service {
         ..Default::default()
     };
     let control = port("ftp".into(), spec.control_port, CONTAINER_CONTROL_PORT);
+    let implicit_tls = ftp
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.implicit_port)
+        .map(|implicit| port("ftps".into(), implicit, CONTAINER_IMPLICIT_TLS_PORT));
     let passive = ftp
         .spec
         .passive
@@ -55,7 +61,12 @@ pub fn replica_service(ftp: &FtpServer, ordinal: i32) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(service_type(spec.type_).into()),
             selector: Some(selector),
-            ports: Some(std::iter::once(control).chain(passive).collect()),
+            ports: Some(
+                std::iter::once(control)
+                    .chain(implicit_tls)
+                    .chain(passive)
+                    .collect(),
+            ),
             external_traffic_policy: external.then(|| {
                 match spec.external_traffic_policy {
                     TrafficPolicy::Local => "Local",
@@ -188,5 +199,35 @@ service: {type: NodePort, controlPort: 30021, externalTrafficPolicy: Cluster}
         assert_eq!(spec.load_balancer_class, None);
         assert_eq!(spec.allocate_load_balancer_node_ports, None);
         assert!(spec.ports.unwrap().iter().all(|p| p.node_port.is_none()));
+    }
+
+    #[test]
+    fn implicit_ftps_port_follows_the_control_port() {
+        let secure = ftp("
+users: {secretName: u}
+storage: {emptyDir: {}}
+passive: {portRange: {min: 30000, max: 30001}}
+tls: {secretName: cert, implicitPort: 990}
+");
+        assert_eq!(
+            ports(&replica_service(&secure, 0)),
+            [
+                ("ftp".to_owned(), 21, 2121, None),
+                ("ftps".to_owned(), 990, 9990, None),
+                ("pasv-30000".to_owned(), 30000, 30000, None),
+                ("pasv-30001".to_owned(), 30001, 30001, None),
+            ]
+        );
+        let node_port = ftp("
+users: {secretName: u}
+storage: {emptyDir: {}}
+passive: {portRange: {min: 31000, max: 31000}}
+service: {type: NodePort, controlPort: 30021}
+tls: {secretName: cert, implicitPort: 30990}
+");
+        assert_eq!(
+            ports(&replica_service(&node_port, 0))[1],
+            ("ftps".to_owned(), 30990, 9990, Some(30990))
+        );
     }
 }

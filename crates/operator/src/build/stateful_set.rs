@@ -14,7 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use kubeftp_api::FtpServer;
-use kubeftp_api::limits::{CONTAINER_CONTROL_PORT, CONTAINER_OPS_PORT};
+use kubeftp_api::limits::{
+    CONTAINER_CONTROL_PORT, CONTAINER_IMPLICIT_TLS_PORT, CONTAINER_OPS_PORT,
+    TERMINATION_GRACE_MARGIN_SECONDS,
+};
 use sha2::{Digest, Sha256};
 
 use super::server_config::paths;
@@ -26,9 +29,6 @@ use crate::labels;
 pub const CONFIG_HASH: &str = "kubeftp.dev/config-hash";
 /// The unprivileged user and group the server runs as.
 const RUN_AS: i64 = 65532;
-/// The server drains transfers for 30 s on SIGTERM (its default); leave it
-/// room before the kubelet kills it.
-const TERMINATION_GRACE_SECONDS: i64 = 40;
 
 pub fn stateful_set(ftp: &FtpServer, settings: &Settings, config: &ConfigMap) -> StatefulSet {
     let spec = &ftp.spec;
@@ -104,7 +104,11 @@ fn pod_spec(ftp: &FtpServer, settings: &Settings) -> PodSpec {
             }),
             ..Default::default()
         }),
-        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        // The server drains transfers for shutdownGraceSeconds after SIGTERM
+        // (server.toml says so too); leave it room before the kubelet kills it.
+        termination_grace_period_seconds: Some(i64::from(
+            spec.shutdown_grace_seconds + TERMINATION_GRACE_MARGIN_SECONDS,
+        )),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         affinity: spec.affinity.clone(),
@@ -120,11 +124,17 @@ fn server_container(ftp: &FtpServer, settings: &Settings) -> Container {
         protocol: Some("TCP".into()),
         ..Default::default()
     };
+    let implicit_tls = spec
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.implicit_port)
+        .map(|_| port("ftps".into(), CONTAINER_IMPLICIT_TLS_PORT));
     let ports = [
         port("ftp".into(), CONTAINER_CONTROL_PORT),
         port("ops".into(), CONTAINER_OPS_PORT),
     ]
     .into_iter()
+    .chain(implicit_tls)
     .chain(
         spec.passive
             .port_range
@@ -462,6 +472,54 @@ mod tests {
             data.unwrap().persistent_volume_claim.unwrap().claim_name,
             "shared"
         );
+    }
+
+    fn container_ports(set: &StatefulSet) -> Vec<(String, i32)> {
+        pod(set).containers[0]
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect()
+    }
+
+    #[test]
+    fn implicit_ftps_gets_its_container_port() {
+        let ports = container_ports(&build(&format!(
+            "{MINIMAL}\npassive: {{portRange: {{min: 30000, max: 30001}}}}\ntls: {{secretName: c, implicitPort: 990}}"
+        )));
+        assert_eq!(
+            ports,
+            [
+                ("ftp".to_owned(), 2121),
+                ("ops".to_owned(), 9090),
+                ("ftps".to_owned(), 9990),
+                ("pasv-30000".to_owned(), 30000),
+                ("pasv-30001".to_owned(), 30001),
+            ]
+        );
+        let plain = container_ports(&build(&format!("{MINIMAL}\ntls: {{secretName: c}}")));
+        assert!(plain.iter().all(|(name, _)| name != "ftps"), "{plain:?}");
+    }
+
+    /// The kubelet kills the server only after its drain has had its time.
+    #[test]
+    fn termination_grace_exceeds_the_servers_shutdown_grace() {
+        for (spec, drain) in [
+            (MINIMAL.to_owned(), 30),
+            (format!("{MINIMAL}\nshutdownGraceSeconds: 600"), 600),
+            (format!("{MINIMAL}\nshutdownGraceSeconds: 0"), 0),
+        ] {
+            let ftp = ftp(&spec);
+            let toml: toml::Table = server_config_map(&ftp).data.unwrap()["server.toml"]
+                .parse()
+                .unwrap();
+            assert_eq!(toml["shutdown"]["grace-seconds"].as_integer(), Some(drain));
+            let set = stateful_set(&ftp, &settings(), &server_config_map(&ftp));
+            let grace = pod(&set).termination_grace_period_seconds.unwrap();
+            assert_eq!(grace, drain + 10, "{spec}");
+        }
     }
 
     #[test]
