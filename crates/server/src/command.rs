@@ -114,6 +114,9 @@ pub enum ParseError {
     BadArgument(String),
     #[error("504 {0}")]
     UnsupportedParameter(String),
+    /// EPSV or EPRT with a network protocol other than 1 (IPv4) or 2 (IPv6).
+    #[error("522 Network protocol not supported, use (1,2)")]
+    UnsupportedProtocol,
 }
 
 impl ParseError {
@@ -123,6 +126,7 @@ impl ParseError {
             ParseError::NotImplemented(_) => 502,
             ParseError::MissingArgument(_) | ParseError::BadArgument(_) => 501,
             ParseError::UnsupportedParameter(_) => 504,
+            ParseError::UnsupportedProtocol => 522,
         }
     }
 
@@ -247,9 +251,7 @@ fn parse_epsv(arg: Option<&str>) -> Result<EpsvArg, ParseError> {
         Some(a) if a.eq_ignore_ascii_case("ALL") => Ok(EpsvArg::All),
         Some("1") => Ok(EpsvArg::Protocol(1)),
         Some("2") => Ok(EpsvArg::Protocol(2)),
-        Some(_) => Err(ParseError::UnsupportedParameter(
-            "Network protocol not supported, use (1,2)".into(),
-        )),
+        Some(_) => Err(ParseError::UnsupportedProtocol),
     }
 }
 
@@ -294,11 +296,7 @@ fn parse_eprt(arg: &str) -> Result<SocketAddr, ParseError> {
             .parse::<Ipv6Addr>()
             .map_err(|_| bad("bad IPv6 address"))?
             .into(),
-        _ => {
-            return Err(ParseError::UnsupportedParameter(
-                "Network protocol not supported, use (1,2)".into(),
-            ));
-        }
+        _ => return Err(ParseError::UnsupportedProtocol),
     };
     Ok(SocketAddr::new(ip, port))
 }
@@ -350,7 +348,12 @@ mod tests {
         );
         assert_eq!(parse("EPSV ALL"), Ok(Command::Epsv(EpsvArg::All)));
         assert_eq!(parse("EPSV 2"), Ok(Command::Epsv(EpsvArg::Protocol(2))));
-        assert_eq!(parse("EPSV 3").unwrap_err().code(), 504);
+        assert_eq!(parse("EPSV 3").unwrap_err().code(), 522);
+        assert_eq!(parse("EPRT |3|x|1|").unwrap_err().code(), 522);
+        assert_eq!(
+            parse("EPSV 0").unwrap_err().to_string(),
+            "522 Network protocol not supported, use (1,2)"
+        );
     }
 
     #[test]

@@ -36,7 +36,11 @@ async fn bad_input_gets_the_right_reply_and_the_session_goes_on() {
     c.expect("CWD", 501).await;
     c.expect("REST -5", 501).await;
     c.expect("PORT 1,2,3", 501).await;
-    c.expect("EPRT |9|x|1|", 504).await;
+    // RFC 2428: an unknown network protocol is 522, with the supported list.
+    let text = c.expect("EPRT |9|x|1|", 522).await;
+    assert!(text.contains("(1,2)"), "{text}");
+    let text = c.expect("EPSV 3", 522).await;
+    assert!(text.contains("(1,2)"), "{text}");
     c.expect("TYPE Z", 501).await;
     c.expect("MODE B", 504).await;
     c.expect("STRU R", 504).await;
@@ -525,6 +529,8 @@ async fn active_mode_is_off_by_default_and_never_bounces() {
     let mut c = RawClient::login(server.addr, ALICE).await;
     c.expect("PORT 127,0,0,9,200,10", 500).await; // someone else's address
     c.expect("EPRT |1|10.1.2.3|51210|", 500).await;
+    let text = c.expect("EPRT |2|::1|51210|", 522).await; // wrong family
+    assert!(text.contains("use (1)"), "{text}");
     c.expect("PORT 127,0,0,1,0,80", 500).await; // privileged port
     std::fs::write(server.alice_path("f"), "active!").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -569,6 +575,8 @@ async fn ipv6_control_connections_use_epsv_and_eprt() {
     assert_eq!((got.as_slice(), c.read_reply().await.0), (&b"six"[..], 226));
     // PASV cannot express an IPv6 address.
     c.expect("PASV", 425).await;
+    let text = c.expect("EPRT |1|127.0.0.1|51210|", 522).await;
+    assert!(text.contains("use (2)"), "{text}");
 
     let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

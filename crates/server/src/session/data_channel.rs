@@ -49,12 +49,17 @@ impl Session {
         )
     }
 
-    pub(super) fn extended_passive(&mut self, arg: EpsvArg) -> Reply {
-        let family = if self.local.ip().to_canonical().is_ipv4() {
+    /// RFC 2428's network protocol number of the control connection.
+    fn family(&self) -> u8 {
+        if self.local.ip().to_canonical().is_ipv4() {
             1
         } else {
             2
-        };
+        }
+    }
+
+    pub(super) fn extended_passive(&mut self, arg: EpsvArg) -> Reply {
+        let family = self.family();
         match arg {
             EpsvArg::All => {
                 self.epsv_all = true;
@@ -87,7 +92,8 @@ impl Session {
         })
     }
 
-    pub(super) fn active(&mut self, target: SocketAddr) -> Reply {
+    /// PORT, or EPRT when `extended`.
+    pub(super) fn active(&mut self, target: SocketAddr, extended: bool) -> Reply {
         if !self.shared.config.active.enabled {
             return Reply::new(
                 502,
@@ -96,6 +102,13 @@ impl Session {
         }
         if self.epsv_all {
             return Reply::new(503, "EPSV ALL in effect; use EPSV");
+        }
+        let family = self.family();
+        if extended && target.ip().to_canonical().is_ipv4() != (family == 1) {
+            return Reply::new(
+                522,
+                format!("Network protocol not supported, use ({family})"),
+            );
         }
         // No FTP bounce: data may only go back to the client itself, and
         // never to a privileged port.

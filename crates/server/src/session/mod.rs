@@ -340,7 +340,8 @@ impl Session {
             Command::Stat(Some(p)) => self.stat_path(&storage, resolve(&p)).await,
             Command::Pasv => self.passive().await,
             Command::Epsv(arg) => self.extended_passive(arg),
-            Command::Port(addr) | Command::Eprt(addr) => self.active(addr),
+            Command::Port(addr) => self.active(addr, false),
+            Command::Eprt(addr) => self.active(addr, true),
             Command::List(p) => {
                 return self
                     .list(ListKind::List, p.map(|p| resolve(&p)), &storage)
