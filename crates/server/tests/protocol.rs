@@ -446,7 +446,7 @@ async fn ten_thousand_pasv_list_round_trips_never_see_425() {
     let mut c = RawClient::login(server.addr, ALICE).await;
     let started = std::time::Instant::now();
     for i in 0..10_000 {
-        let (code, _) = c.transfer_in("NLST").await;
+        let (code, _) = c.transfer_in("LIST").await;
         assert_eq!(code, 226, "round trip {i}");
         if i == 999 {
             eprintln!("1000 round trips took {:?}", started.elapsed());
