@@ -146,13 +146,14 @@ async fn lftp(server: &TestServer, mode: Mode) {
     write(dir, "up.bin", &data);
     write(dir, "got-half.bin", &data[..SIZE / 2]);
     std::fs::write(server.alice_path("remote-half.bin"), &data[..SIZE / 4]).unwrap();
+    std::fs::write(server.alice_path("doomed.bin"), "delete me").unwrap();
     let epsv = if mode == Mode::Epsv { "yes" } else { "no" };
     let script = format!(
         "set ftp:passive-mode on; set ftp:prefer-epsv {epsv}; set ftp:ssl-allow no; \
          set net:max-retries 1; set net:timeout 10; set xfer:clobber on; \
          put up.bin; cls -l; get up.bin -o got.bin; \
          get -c up.bin -o got-half.bin; put -c up.bin -o remote-half.bin; \
-         mkdir sub; mv up.bin sub/moved.bin; rm remote-half.bin; cls -1 sub; bye"
+         mkdir sub; mv up.bin sub/moved.bin; rm doomed.bin; cls -1 sub; bye"
     );
     let args = vec![
         "-u".into(),
@@ -180,9 +181,10 @@ async fn lftp(server: &TestServer, mode: Mode) {
         data
     );
     assert!(
-        !server.alice_path("remote-half.bin").exists(),
-        "rm removed it"
+        std::fs::read(server.alice_path("remote-half.bin")).unwrap() == data,
+        "put -c resumed the upload"
     );
+    assert!(!server.alice_path("doomed.bin").exists(), "rm removed it");
 }
 
 #[tokio::test(flavor = "multi_thread")]
