@@ -233,16 +233,25 @@ fn parse_type(arg: &str) -> Result<TransferType, ParseError> {
     }
 }
 
-/// `LIST -la dir` → `dir`: clients pass ls options, which we ignore.
+/// `LIST -la dir` → `dir`: clients pass ls options, which we ignore. Only
+/// words made of known ls flags are options, so `LIST -notes.txt` lists
+/// that file; `--` ends the options (`LIST -- -l` lists `-l`).
 fn strip_list_options(arg: Option<String>) -> Option<String> {
-    let mut rest = arg?;
-    while rest.starts_with('-') {
-        match rest.split_once(' ') {
-            Some((_, tail)) => rest = tail.trim_start().to_string(),
-            None => return None,
+    const FLAGS: &str = "aAdFhlLnRrSt1";
+    let arg = arg?;
+    let mut rest = arg.as_str();
+    loop {
+        let (word, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+        let is_option =
+            word.len() > 1 && word.starts_with('-') && word[1..].chars().all(|c| FLAGS.contains(c));
+        if word == "--" || is_option {
+            rest = tail.trim_start();
+        }
+        if !is_option {
+            break;
         }
     }
-    (!rest.is_empty()).then_some(rest)
+    (!rest.is_empty()).then(|| rest.to_string())
 }
 
 fn parse_epsv(arg: Option<&str>) -> Result<EpsvArg, ParseError> {
@@ -364,6 +373,17 @@ mod tests {
             Ok(Command::List(Some("dir x".into())))
         );
         assert_eq!(parse("NLST sub"), Ok(Command::Nlst(Some("sub".into()))));
+        assert_eq!(parse("LIST -aL"), Ok(Command::List(None)));
+        // Not ls flags: a file name.
+        assert_eq!(
+            parse("LIST -notes.txt"),
+            Ok(Command::List(Some("-notes.txt".into())))
+        );
+        assert_eq!(parse("LIST -"), Ok(Command::List(Some("-".into()))));
+        assert_eq!(
+            parse("NLST -l -- -la"),
+            Ok(Command::Nlst(Some("-la".into())))
+        );
     }
 
     #[test]

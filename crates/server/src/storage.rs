@@ -153,7 +153,7 @@ impl Storage {
                     let name = d.file_name().to_string_lossy().into_owned();
                     Ok(entry_from(name, &d.metadata()?))
                 });
-                if matches!(&item, Ok(e) if e.name.starts_with(UPLOAD_PREFIX)) {
+                if matches!(&item, Ok(e) if hidden(&e.name)) {
                     continue;
                 }
                 if tx.blocking_send(item).is_err() {
@@ -353,13 +353,20 @@ impl Drop for Upload {
     }
 }
 
+/// Names clients may not use: in-flight uploads, NUL, and line breaks
+/// (which would break the framing of listings and replies; CR is the only
+/// one a command line can carry).
 fn check_name(path: &VPath) -> Result<()> {
     match path.file_name() {
-        Some(name) if name.starts_with(UPLOAD_PREFIX) || name.contains('\0') => {
-            Err(StorageError::BadName)
-        }
+        Some(name) if hidden(name) || name.contains('\0') => Err(StorageError::BadName),
         _ => Ok(()),
     }
+}
+
+/// Entries left out of listings: in-flight uploads, and names with line
+/// breaks (made by other means than FTP), which no listing line can carry.
+fn hidden(name: &str) -> bool {
+    name.starts_with(UPLOAD_PREFIX) || name.contains(['\r', '\n'])
 }
 
 fn entry_from(name: String, meta: &cap_std::fs::Metadata) -> Entry {

@@ -184,6 +184,56 @@ async fn directories_files_and_metadata() {
     c.expect("DELE h.txt", 550).await;
 }
 
+/// Names with line breaks cannot be created, and those made by other means
+/// stay out of listings, whose lines they would break. Paths starting with
+/// `-` can be listed: only real ls flags are taken for options.
+#[tokio::test(flavor = "multi_thread")]
+async fn awkward_names_in_listings() {
+    let server = TestServer::start().await;
+    std::fs::write(server.alice_path("-notes.txt"), "").unwrap();
+    std::fs::write(server.alice_path("-l"), "").unwrap();
+    std::fs::write(server.alice_path("two\nlines"), "").unwrap();
+    let mut c = RawClient::login(server.addr, ALICE).await;
+
+    let addr = c.pasv().await;
+    let _data = c
+        .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
+        .await;
+    c.expect("STOR bad\rname", 553).await;
+    c.expect("MKD bad\rdir", 553).await;
+    c.expect("RNFR -l", 350).await;
+    c.expect("RNTO bad\rname", 553).await;
+
+    let (code, list) = c.transfer_in("LIST -la").await;
+    assert_eq!(code, 226);
+    let list = String::from_utf8(list).unwrap();
+    let lines: Vec<&str> = list.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 2, "two entries, one line each: {list:?}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("-rw-r--r-- 1 ftp ftp")),
+        "{list:?}"
+    );
+    let (_, nlst) = c.transfer_in("NLST").await;
+    let mut names: Vec<_> = String::from_utf8(nlst)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["-l", "-notes.txt"]);
+
+    let (code, list) = c.transfer_in("LIST -notes.txt").await;
+    assert_eq!(code, 226);
+    assert!(
+        String::from_utf8(list)
+            .unwrap()
+            .trim_end()
+            .ends_with(" -notes.txt")
+    );
+    let (code, nlst) = c.transfer_in("NLST -- -l").await;
+    assert_eq!((code, nlst.as_slice()), (226, &b"-l\r\n"[..]));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn no_path_escapes_the_home_directory() {
     let server = TestServer::start().await;
