@@ -8,6 +8,7 @@ mod stateful_set;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::ObjectMeta;
 use kubeftp_api::FtpServer;
@@ -47,13 +48,18 @@ pub fn children(ftp: &FtpServer, settings: &Settings) -> Children {
 }
 
 /// Metadata of a child: its name, the common labels, and the FtpServer as
-/// controlling owner, so deleting the FtpServer deletes it.
+/// controlling owner, so deleting the FtpServer deletes it (and, deleted in
+/// the foreground, waits for it).
 fn child_meta(ftp: &FtpServer, name: String) -> ObjectMeta {
+    let owner = ftp.controller_owner_ref(&()).map(|owner| OwnerReference {
+        block_owner_deletion: Some(true),
+        ..owner
+    });
     ObjectMeta {
         name: Some(name),
         namespace: ftp.meta().namespace.clone(),
         labels: Some(crate::labels::common(ftp)),
-        owner_references: ftp.controller_owner_ref(&()).map(|owner| vec![owner]),
+        owner_references: owner.map(|owner| vec![owner]),
         ..Default::default()
     }
 }
@@ -104,6 +110,7 @@ mod tests {
             assert_eq!(owners[0].kind, "FtpServer");
             assert_eq!(owners[0].uid, "0000-1111");
             assert_eq!(owners[0].controller, Some(true));
+            assert_eq!(owners[0].block_owner_deletion, Some(true));
             let labels = meta.labels.as_ref().unwrap();
             assert_eq!(labels["app.kubernetes.io/instance"], "files");
             assert_eq!(labels["app.kubernetes.io/managed-by"], "kubeftp-operator");
