@@ -104,7 +104,17 @@ const MINIMAL: &str = "users: {secretName: ftp-users}\nstorage: {emptyDir: {}}";
 #[tokio::test]
 async fn creates_the_children_field_by_field() -> Result<()> {
     let fx = Fixture::new("op-create").await?;
-    let ftp = fx.create("files", MINIMAL).await?;
+    let ftp = fx
+        .create(
+            "files",
+            "
+users: {secretName: ftp-users}
+storage: {emptyDir: {}}
+passive: {portRange: {min: 30000, max: 30002}}
+tls: {secretName: ftp-tls, implicitPort: 990}
+",
+        )
+        .await?;
 
     let sets = fx.api::<StatefulSet>();
     eventually("the StatefulSet", WAIT, || async {
@@ -116,39 +126,107 @@ async fn creates_the_children_field_by_field() -> Result<()> {
     })
     .await?;
 
-    // Each child is what the pure build step says, as stored.
+    // Each child holds every field the pure build step gives it, as stored.
     let expected = build::children(
         &ftp,
         &Settings {
             server_image: "kubeftp/kubeftp-server:test".into(),
         },
     );
-    let uid = ftp.uid().unwrap();
-    let owned = |meta: &kube::api::ObjectMeta| {
-        let owners = meta.owner_references.clone().unwrap_or_default();
-        owners.len() == 1 && owners[0].uid == uid && owners[0].controller == Some(true)
+    let stored_as_built = |live: &dyn erased::Json, built: &dyn erased::Json| {
+        let (live, built) = (live.json(), built.json());
+        assert!(
+            kubeftp_operator::apply::contains(&live, &built),
+            "stored:\n{live:#}\nbuilt:\n{built:#}"
+        );
     };
 
+    // Owned by the FtpServer, so they go with it; labelled as ours.
+    let uid = ftp.uid().unwrap();
+    let owned_and_labelled = |meta: &kube::api::ObjectMeta| {
+        let owners = meta.owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        let owner = &owners[0];
+        assert_eq!(
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.name.as_str()
+            ),
+            ("kubeftp.dev/v1alpha1", "FtpServer", "files")
+        );
+        assert_eq!(owner.uid, uid);
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(owner.block_owner_deletion, Some(true));
+        let labels = meta.labels.clone().unwrap_or_default();
+        for (key, value) in [
+            ("app.kubernetes.io/name", "kubeftp"),
+            ("app.kubernetes.io/instance", "files"),
+            ("app.kubernetes.io/component", "server"),
+            ("app.kubernetes.io/managed-by", "kubeftp-operator"),
+        ] {
+            assert_eq!(labels.get(key).map(String::as_str), Some(value), "{key}");
+        }
+    };
+    let selector = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "kubeftp".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), "files".to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "server".to_owned(),
+        ),
+    ]);
+
     let config = fx.api::<ConfigMap>().get("files-config").await?;
-    assert!(owned(&config.metadata));
+    owned_and_labelled(&config.metadata);
     assert_eq!(config.data, expected.config.data);
     let toml = &config.data.as_ref().unwrap()["server.toml"];
-    assert!(toml.contains("ports = \"30000-30009\""), "{toml}");
+    assert!(toml.contains("ports = \"30000-30002\""), "{toml}");
     assert!(toml.contains("when-address-unknown = \"refuse\""), "{toml}");
+    assert!(
+        toml.contains("implicit-listen = \"0.0.0.0:9990\""),
+        "{toml}"
+    );
 
     let addresses = fx.api::<ConfigMap>().get("files-addresses").await?;
-    assert!(owned(&addresses.metadata));
+    owned_and_labelled(&addresses.metadata);
     assert_eq!(
         addresses.data,
         Some(BTreeMap::from([("files-0".into(), String::new())]))
     );
 
+    // The StatefulSet.
     let set = sets.get("files").await?;
-    assert!(owned(&set.metadata));
+    owned_and_labelled(&set.metadata);
+    stored_as_built(&set, &expected.stateful_set);
     let spec = set.spec.unwrap();
     assert_eq!(spec.replicas, Some(1));
     assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(spec.selector.match_labels.as_ref(), Some(&selector));
+    let template_meta = spec.template.metadata.unwrap();
+    let template_labels = template_meta.labels.unwrap();
+    assert!(
+        selector
+            .iter()
+            .all(|(k, v)| template_labels.get(k) == Some(v)),
+        "{template_labels:?}"
+    );
+    assert_eq!(
+        template_meta.annotations.unwrap()["kubeftp.dev/config-hash"].len(),
+        16
+    );
     let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.termination_grace_period_seconds, Some(40));
+    let pod_security = pod.security_context.clone().unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(pod_security.run_as_user, Some(65532));
+    assert_eq!(pod_security.fs_group, Some(65532));
+    assert_eq!(
+        pod_security.seccomp_profile.unwrap().type_,
+        "RuntimeDefault"
+    );
+    assert_eq!(pod.containers.len(), 1);
     let container = &pod.containers[0];
     assert_eq!(
         container.image.as_deref(),
@@ -163,38 +241,151 @@ async fn creates_the_children_field_by_field() -> Result<()> {
             "/run/kubeftp/addresses/$(POD_NAME)"
         ]
     );
-    let security = container.security_context.as_ref().unwrap();
+    let security = container.security_context.clone().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
     assert_eq!(security.run_as_non_root, Some(true));
-    assert_eq!(
-        security.capabilities.as_ref().unwrap().drop.as_deref(),
-        Some(&["ALL".to_owned()][..])
-    );
-    assert_eq!(
-        pod.security_context.unwrap().seccomp_profile.unwrap().type_,
-        "RuntimeDefault"
-    );
-    assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    let capabilities = security.capabilities.unwrap();
+    assert_eq!(capabilities.drop.as_deref(), Some(&["ALL".to_owned()][..]));
+    assert_eq!(capabilities.add, None);
 
+    let ports: Vec<(String, i32, String)> = container
+        .ports
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name.unwrap(), p.container_port, p.protocol.unwrap()))
+        .collect();
+    let tcp = |name: &str, port: i32| (name.to_owned(), port, "TCP".to_owned());
+    assert_eq!(
+        ports,
+        [
+            tcp("ftp", 2121),
+            tcp("ops", 9090),
+            tcp("ftps", 9990),
+            tcp("pasv-30000", 30000),
+            tcp("pasv-30001", 30001),
+            tcp("pasv-30002", 30002),
+        ]
+    );
+    let probe = |probe: Option<&k8s_openapi::api::core::v1::Probe>| {
+        let get = probe
+            .and_then(|p| p.http_get.clone())
+            .expect("an HTTP probe");
+        (get.path.unwrap_or_default(), format!("{:?}", get.port))
+    };
+    assert_eq!(
+        probe(container.readiness_probe.as_ref()),
+        ("/readyz".to_owned(), "String(\"ops\")".to_owned())
+    );
+    assert_eq!(
+        probe(container.liveness_probe.as_ref()),
+        ("/healthz".to_owned(), "String(\"ops\")".to_owned())
+    );
+
+    let mounts: Vec<(String, String, bool)> = container
+        .volume_mounts
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.mount_path, m.read_only.unwrap_or(false)))
+        .collect();
+    let mount = |name: &str, path: &str, read_only| (name.to_owned(), path.to_owned(), read_only);
+    assert_eq!(
+        mounts,
+        [
+            mount("config", "/etc/kubeftp/config", true),
+            mount("addresses", "/run/kubeftp/addresses", true),
+            mount("data", "/srv/ftp", false),
+            mount("users", "/etc/kubeftp/users", true),
+            mount("tls", "/etc/kubeftp/tls", true),
+        ]
+    );
+    let volumes: Vec<(String, String)> = pod
+        .volumes
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|v| {
+            let source = if let Some(map) = v.config_map {
+                format!("configMap {}", map.name)
+            } else if let Some(secret) = v.secret {
+                let items: Vec<String> = secret
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|i| format!("{}->{}", i.key, i.path))
+                    .collect();
+                format!("secret {} {items:?}", secret.secret_name.unwrap())
+            } else if v.empty_dir.is_some() {
+                "emptyDir".to_owned()
+            } else {
+                format!("{v:?}")
+            };
+            (v.name, source)
+        })
+        .collect();
+    let volume = |name: &str, source: &str| (name.to_owned(), source.to_owned());
+    assert_eq!(
+        volumes,
+        [
+            volume("config", "configMap files-config"),
+            volume("addresses", "configMap files-addresses"),
+            volume("users", "secret ftp-users [\"users.toml->users.toml\"]"),
+            volume("tls", "secret ftp-tls []"),
+            volume("data", "emptyDir"),
+        ]
+    );
+
+    // The replica's Service: control, implicit FTPS and one port per
+    // passive port, to that replica's pod only.
     let service = fx.api::<Service>().get("files-0").await?;
-    assert!(owned(&service.metadata));
+    owned_and_labelled(&service.metadata);
+    stored_as_built(&service, &expected.services[0]);
+    assert_eq!(
+        service.metadata.labels.as_ref().unwrap()["kubeftp.dev/replica"],
+        "0"
+    );
     let spec = service.spec.unwrap();
     assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
-    assert_eq!(
-        spec.selector.unwrap()["statefulset.kubernetes.io/pod-name"],
-        "files-0"
+    let mut replica_selector = selector.clone();
+    replica_selector.insert(
+        "statefulset.kubernetes.io/pod-name".into(),
+        "files-0".into(),
     );
-    let ports: Vec<(i32, String)> = spec
+    assert_eq!(spec.selector, Some(replica_selector));
+    let ports: Vec<(String, i32, String, String)> = spec
         .ports
         .unwrap()
         .into_iter()
-        .map(|p| (p.port, format!("{:?}", p.target_port.unwrap())))
+        .map(|p| {
+            (
+                p.name.unwrap(),
+                p.port,
+                format!("{:?}", p.target_port.unwrap()),
+                p.protocol.unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(ports.len(), 11, "control + 10 passive: {ports:?}");
-    assert_eq!(ports[0], (21, "Int(2121)".to_owned()));
-    assert_eq!(ports[1], (30000, "Int(30000)".to_owned()));
-    assert_eq!(ports[10], (30009, "Int(30009)".to_owned()));
+    let port = |name: &str, port: i32, target: i32| {
+        (
+            name.to_owned(),
+            port,
+            format!("Int({target})"),
+            "TCP".to_owned(),
+        )
+    };
+    assert_eq!(
+        ports,
+        [
+            port("ftp", 21, 2121),
+            port("ftps", 990, 9990),
+            port("pasv-30000", 30000, 30000),
+            port("pasv-30001", 30001, 30001),
+            port("pasv-30002", 30002, 30002),
+        ]
+    );
 
     // The status says where clients go once known; not yet.
     eventually("the status", WAIT, || async {
@@ -204,7 +395,7 @@ async fn creates_the_children_field_by_field() -> Result<()> {
                 && s.endpoints.len() == 1
                 && s.endpoints[0].service == "files-0"
                 && s.endpoints[0].address.is_none()
-                && s.ports.as_deref() == Some("21,30000-30009")
+                && s.ports.as_deref() == Some("21,30000-30002")
         }))
     })
     .await?;
@@ -214,6 +405,19 @@ async fn creates_the_children_field_by_field() -> Result<()> {
     );
     fx.operator.stop().await;
     Ok(())
+}
+
+/// Objects as JSON, for comparing whole objects.
+mod erased {
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).expect("objects serialize")
+        }
+    }
 }
 
 #[tokio::test]
@@ -589,17 +793,38 @@ async fn cluster_ip_and_override_addresses() -> Result<()> {
             && fx.endpoint_address("named", 0).await?.as_deref() == Some("ftp.example.com"))
     })
     .await?;
-    // The override wins over the load balancer's address.
+    // The override wins over the load balancer's address, and changes to
+    // it are live: the pod template stays as it is. Once the status has
+    // the changed spec's generation, a reconcile has run that saw the load
+    // balancer's address.
     fx.publish_ingress("named-0", json!({"ip": "203.0.113.13"}))
         .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sets = fx.api::<StatefulSet>();
+    let before = sets.get("named").await?;
+    let change = json!({"spec": {"passive": {"advertisedAddress": "ftp2.example.com"}}});
+    let changed = fx
+        .api::<FtpServer>()
+        .patch("named", &PatchParams::default(), &Patch::Merge(&change))
+        .await?;
+    eventually("the changed spec reconciled", WAIT, || async {
+        let status = fx.ftp("named").await?.status.unwrap_or_default();
+        Ok(status.observed_generation == changed.metadata.generation)
+    })
+    .await?;
     assert_eq!(
         fx.addresses("named")
             .await?
             .get("named-0")
             .map(String::as_str),
-        Some("ftp.example.com")
+        Some("ftp2.example.com")
     );
+    assert_eq!(
+        fx.endpoint_address("named", 0).await?.as_deref(),
+        Some("ftp2.example.com")
+    );
+    let after = sets.get("named").await?;
+    assert_eq!(after.spec.unwrap().template, before.spec.unwrap().template);
+    assert_eq!(after.metadata.generation, before.metadata.generation);
     fx.operator.stop().await;
     Ok(())
 }
