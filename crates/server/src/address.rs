@@ -4,13 +4,17 @@
 //! the load balancer's status), then the static setting. Clients inside
 //! `internal-cidrs` always get the control connection's local address. With
 //! no address known, the `when-address-unknown` policy decides. DNS names are
-//! resolved at PASV time (cached briefly), never just once at startup.
+//! resolved at PASV time (cached briefly), never just once at startup; a name
+//! that does not resolve within 2 s counts as no address known.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -19,8 +23,21 @@ use tokio::sync::watch;
 
 use crate::config::UnknownAddress;
 
-/// How long a resolved DNS name is reused.
+/// How long a resolved DNS name, or a failed lookup, is reused.
 const DNS_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long a PASV waits for a DNS lookup.
+const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+type LookupFuture = Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send>>;
+/// Resolves a name: the system resolver, or a stand-in in tests.
+type Lookup = Arc<dyn Fn(String) -> LookupFuture + Send + Sync>;
+
+fn system_lookup(name: String) -> LookupFuture {
+    Box::pin(async move {
+        let addrs = tokio::net::lookup_host((name.as_str(), 0)).await?;
+        Ok(addrs.map(|a| a.ip()).collect())
+    })
+}
 
 /// An advertised address: an IPv4 address or a DNS name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +116,11 @@ pub struct AddressBook {
     file: Option<watch::Receiver<Option<Advertised>>>,
     internal: Vec<IpNet>,
     when_unknown: UnknownAddress,
-    dns_cache: Mutex<HashMap<String, (Instant, Ipv4Addr)>>,
+    lookup: Lookup,
+    /// When each name was looked up, and its address if it had one.
+    dns_cache: Mutex<HashMap<String, (Instant, Option<Ipv4Addr>)>>,
+    /// Held during a lookup, so concurrent PASVs wait for one lookup.
+    lookups: tokio::sync::Mutex<()>,
 }
 
 impl AddressBook {
@@ -114,7 +135,9 @@ impl AddressBook {
             file,
             internal,
             when_unknown,
+            lookup: Arc::new(system_lookup),
             dns_cache: Mutex::default(),
+            lookups: tokio::sync::Mutex::default(),
         }
     }
 
@@ -141,38 +164,57 @@ impl AddressBook {
         if self.internal.iter().any(|net| net.contains(&peer)) {
             return local_v4();
         }
-        match self.current() {
-            Some(Advertised::Ip(ip)) => Ok(ip),
-            Some(Advertised::Host(name)) => self.resolve(&name).await,
-            None => match self.when_unknown {
-                UnknownAddress::UseLocal => local_v4(),
-                UnknownAddress::Refuse => Err(PasvAddressError::NotKnown),
+        let unknown = match self.current() {
+            Some(Advertised::Ip(ip)) => return Ok(ip),
+            Some(Advertised::Host(name)) => match self.resolve(&name).await {
+                Some(ip) => return Ok(ip),
+                None => PasvAddressError::Unresolvable(name),
             },
+            None => PasvAddressError::NotKnown,
+        };
+        match self.when_unknown {
+            UnknownAddress::UseLocal => local_v4(),
+            UnknownAddress::Refuse => Err(unknown),
         }
     }
 
-    async fn resolve(&self, name: &str) -> Result<Ipv4Addr, PasvAddressError> {
-        if let Some((at, ip)) = self.dns_cache.lock().unwrap().get(name)
-            && at.elapsed() < DNS_CACHE_TTL
-        {
-            return Ok(*ip);
+    /// The IPv4 address of `name`, if it has one. Lookups are bounded by
+    /// [`DNS_TIMEOUT`], and failures are cached like successes, so a dead
+    /// resolver costs one wait per [`DNS_CACHE_TTL`], not one per PASV.
+    async fn resolve(&self, name: &str) -> Option<Ipv4Addr> {
+        if let Some(cached) = self.cached(name) {
+            return cached;
         }
-        let unresolvable = || PasvAddressError::Unresolvable(name.to_string());
-        let addrs = tokio::net::lookup_host((name, 0))
-            .await
-            .map_err(|_| unresolvable())?;
-        let ip = addrs
-            .filter_map(|a| match a.ip() {
+        let _one_at_a_time = self.lookups.lock().await;
+        if let Some(cached) = self.cached(name) {
+            return cached; // looked up while we waited
+        }
+        let ip = match tokio::time::timeout(DNS_TIMEOUT, (self.lookup)(name.to_string())).await {
+            Ok(Ok(addrs)) => addrs.into_iter().find_map(|a| match a {
                 IpAddr::V4(v4) => Some(v4),
                 IpAddr::V6(_) => None,
-            })
-            .next()
-            .ok_or_else(unresolvable)?;
+            }),
+            Ok(Err(e)) => {
+                tracing::warn!(name, error = %e, "cannot resolve the advertised address");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(name, "DNS lookup of the advertised address timed out");
+                None
+            }
+        };
         self.dns_cache
             .lock()
             .unwrap()
             .insert(name.to_string(), (Instant::now(), ip));
-        Ok(ip)
+        ip
+    }
+
+    /// A cache entry younger than the TTL: `Some(None)` for a failed lookup.
+    fn cached(&self, name: &str) -> Option<Option<Ipv4Addr>> {
+        let cache = self.dns_cache.lock().unwrap();
+        let (at, ip) = cache.get(name)?;
+        (at.elapsed() < DNS_CACHE_TTL).then_some(*ip)
     }
 }
 
@@ -252,6 +294,55 @@ mod tests {
         assert_eq!(
             local.for_client(ip("::1"), ip("::1")).await,
             Err(PasvAddressError::NoIpv4)
+        );
+    }
+
+    /// A resolver that never answers, counting the lookups it was asked for.
+    fn hanging_resolver(book: AddressBook) -> (AddressBook, Arc<std::sync::atomic::AtomicUsize>) {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = calls.clone();
+        let lookup: Lookup = Arc::new(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(std::future::pending())
+        });
+        (AddressBook { lookup, ..book }, calls)
+    }
+
+    #[tokio::test]
+    async fn a_hanging_dns_lookup_is_bounded_cached_and_falls_back() {
+        let name = Some(Advertised::Host("lb.example.com".into()));
+        let (book, calls) = hanging_resolver(AddressBook::new(
+            name.clone(),
+            None,
+            vec![],
+            UnknownAddress::UseLocal,
+        ));
+        let started = Instant::now();
+        let (peer, local) = (ip("198.51.100.1"), ip("10.0.0.1"));
+        // Concurrent PASVs share one lookup; all fall back to the local address.
+        let (a, b, c) = tokio::join!(
+            book.for_client(peer, local),
+            book.for_client(peer, local),
+            book.for_client(peer, local),
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        for got in [a, b, c] {
+            assert_eq!(got, Ok(Ipv4Addr::new(10, 0, 0, 1)));
+        }
+        // The failure is cached: no new lookup, no new wait.
+        let again = Instant::now();
+        assert_eq!(
+            book.for_client(peer, local).await,
+            Ok(Ipv4Addr::new(10, 0, 0, 1))
+        );
+        assert!(again.elapsed() < DNS_TIMEOUT);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let (refuse, _) =
+            hanging_resolver(AddressBook::new(name, None, vec![], UnknownAddress::Refuse));
+        assert_eq!(
+            refuse.for_client(peer, local).await,
+            Err(PasvAddressError::Unresolvable("lb.example.com".into()))
         );
     }
 
