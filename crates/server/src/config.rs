@@ -1,5 +1,5 @@
 //! Server configuration: a TOML file, every field optional, overridden by
-//! command-line flags (see `cli`). `docs/server-config.md` documents it.
+//! command-line flags (see `cli`). `docs/server.md` documents it.
 
 use std::fmt;
 use std::net::SocketAddr;

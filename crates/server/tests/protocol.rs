@@ -623,8 +623,19 @@ async fn ipv6_control_connections_use_epsv_and_eprt() {
     let mut got = Vec::new();
     data.read_to_end(&mut got).await.unwrap();
     assert_eq!((got.as_slice(), c.read_reply().await.0), (&b"six"[..], 226));
-    // PASV cannot express an IPv6 address.
+    // PASV cannot express an IPv6 address...
     c.expect("PASV", 425).await;
+    // ...but can advertise a configured IPv4 one.
+    let advertised = TestServer::start_with(|c| {
+        c.listen = "[::1]:0".parse().unwrap();
+        c.passive.advertised_address = Some("203.0.113.10".parse().unwrap());
+    })
+    .await;
+    let mut other = RawClient::login(advertised.addr, ALICE).await;
+    assert_eq!(
+        other.pasv().await.ip(),
+        "203.0.113.10".parse::<IpAddr>().unwrap()
+    );
     let text = c.expect("EPRT |1|127.0.0.1|51210|", 522).await;
     assert!(text.contains("use (2)"), "{text}");
 
