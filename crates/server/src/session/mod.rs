@@ -311,6 +311,11 @@ impl Session {
                 self.data = DataChannel::None;
                 Reply::new(225, "No transfer to abort")
             }
+            // RFC 3659: the size as transferred in the current TYPE, which
+            // in ASCII would take reading the whole file (vsftpd refuses too).
+            Command::Size(_) if self.transfer_type == TransferType::Ascii => {
+                Reply::new(550, "SIZE not available in ASCII mode; use TYPE I")
+            }
             Command::Size(p) => match storage.entry(&resolve(&p)).await {
                 Ok(e) if e.is_dir => StorageError::NotAFile.reply(),
                 Ok(e) => Reply::new(213, e.size.to_string()),
