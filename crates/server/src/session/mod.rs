@@ -311,11 +311,10 @@ impl Session {
                 self.data = DataChannel::None;
                 Reply::new(225, "No transfer to abort")
             }
-            // RFC 3659: the size as transferred in the current TYPE, which
-            // in ASCII would take reading the whole file (vsftpd refuses too).
-            Command::Size(_) if self.transfer_type == TransferType::Ascii => {
-                Reply::new(550, "SIZE not available in ASCII mode; use TYPE I")
-            }
+            // The stored size in any TYPE, as vsftpd: the size after ASCII
+            // conversion (RFC 3659) would take reading the whole file, and
+            // refusing (ProFTPD) breaks clients that list (in TYPE A) and
+            // then ask for a size, such as Python's ftplib.
             Command::Size(p) => match storage.entry(&resolve(&p)).await {
                 Ok(e) if e.is_dir => StorageError::NotAFile.reply(),
                 Ok(e) => Reply::new(213, e.size.to_string()),
