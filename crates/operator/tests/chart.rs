@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -75,11 +76,36 @@ async fn kubectl() -> Result<Command> {
 
 #[test]
 fn helm_lint_passes() {
-    let mut helm = Command::new(tool("helm"));
-    helm.args(["lint", "--strict", "--kube-version", KUBE_VERSION])
-        .arg(repo("charts/kubeftp"));
-    let out = succeed(&mut helm, None);
-    assert!(out.contains("0 chart(s) failed"), "{out}");
+    for values in [&[][..], &["--set", "watchNamespace=ftp"]] {
+        let mut helm = Command::new(tool("helm"));
+        helm.args(["lint", "--strict", "--kube-version", KUBE_VERSION])
+            .arg(repo("charts/kubeftp"))
+            .args(values);
+        let out = succeed(&mut helm, None);
+        assert!(out.contains("0 chart(s) failed"), "{values:?}: {out}");
+    }
+}
+
+/// Each RBAC rule says why it is there.
+#[test]
+fn every_rbac_rule_has_its_own_comment() {
+    for values in [&[][..], &["--set", "watchNamespace=ftp"]] {
+        let mut args = vec!["--show-only", "templates/rbac.yaml"];
+        args.extend_from_slice(values);
+        let rendered = succeed(&mut helm_template("t", "kubeftp", &args), None);
+        let lines: Vec<&str> = rendered.lines().collect();
+        let mut rules = 0;
+        for (index, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("- apiGroups:") {
+                rules += 1;
+                assert!(
+                    index > 0 && lines[index - 1].trim_start().starts_with('#'),
+                    "{values:?}: rule without a comment of its own: {line}\n{rendered}"
+                );
+            }
+        }
+        assert!(rules >= 9, "{values:?}: {rules} rules\n{rendered}");
+    }
 }
 
 #[test]
@@ -144,6 +170,73 @@ async fn chart_passes_server_side_dry_run() -> Result<()> {
     ] {
         assert!(out.contains(object), "{object} missing from:\n{out}");
     }
+    assert!(
+        !out.lines()
+            .any(|line| line.starts_with("role.rbac.authorization.k8s.io/")),
+        "a Role without watchNamespace: {out}"
+    );
+    Ok(())
+}
+
+/// With watchNamespace the namespaced rights are a Role in that namespace;
+/// the ClusterRole only reads Nodes.
+#[tokio::test]
+async fn chart_with_watch_namespace_passes_server_side_dry_run() -> Result<()> {
+    let ns = shared_namespace("chart-dry-run-release").await?;
+    let watched = shared_namespace("chart-dry-run-watched").await?;
+    let watch = format!("watchNamespace={}", watched.name);
+    let rendered = succeed(
+        &mut helm_template("kubeftp", &ns.name, &["--set", &watch]),
+        None,
+    );
+    assert!(
+        rendered.contains(&format!("--namespace={}", watched.name)),
+        "{rendered}"
+    );
+    let out = succeed(
+        kubectl()
+            .await?
+            .args(["apply", "--dry-run=server", "-f", "-"]),
+        Some(rendered.as_bytes()),
+    );
+    for object in [
+        "serviceaccount/kubeftp",
+        "role.rbac.authorization.k8s.io/kubeftp",
+        "rolebinding.rbac.authorization.k8s.io/kubeftp",
+        "clusterrole.rbac.authorization.k8s.io/kubeftp",
+        "clusterrolebinding.rbac.authorization.k8s.io/kubeftp",
+        "deployment.apps/kubeftp",
+    ] {
+        assert!(out.contains(object), "{object} missing from:\n{out}");
+    }
+    let docs = rendered.split("\n---").collect::<Vec<_>>();
+    let of_kind = |kind: &str| {
+        docs.iter()
+            .find(|doc| doc.contains(&format!("\nkind: {kind}\n")))
+            .copied()
+            .unwrap_or_else(|| panic!("no {kind} in\n{rendered}"))
+    };
+    let role = of_kind("Role");
+    assert!(
+        role.contains(&format!("namespace: {}", watched.name)),
+        "{role}"
+    );
+    assert!(
+        role.contains("\"services\"") && !role.contains("\"nodes\""),
+        "{role}"
+    );
+    let binding = of_kind("RoleBinding");
+    assert!(
+        binding.contains(&format!("namespace: {}", watched.name))
+            && binding.contains(&format!("namespace: {}", ns.name)),
+        "the binding is in the watched namespace, for the release's account: {binding}"
+    );
+    let cluster_role = of_kind("ClusterRole");
+    let resources: Vec<&str> = cluster_role
+        .lines()
+        .filter(|line| line.trim_start().starts_with("resources:"))
+        .collect();
+    assert_eq!(resources, ["    resources: [\"nodes\"]"], "{cluster_role}");
     Ok(())
 }
 
@@ -169,22 +262,89 @@ async fn examples_pass_server_side_dry_run() -> Result<()> {
 #[tokio::test]
 async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
     let ns = shared_namespace("chart-rbac").await?;
-    support::install_crd(&ns.client).await?;
-    // Cluster-scoped names are per release: name the release after the namespace.
-    let release = ns.name.clone();
-    let rendered = succeed(
-        &mut helm_template(
-            &release,
-            &ns.name,
-            &[
-                "--show-only",
-                "templates/serviceaccount.yaml",
-                "--show-only",
-                "templates/rbac.yaml",
-            ],
-        ),
-        None,
+    operator_works_with_the_charts_rbac(&ns.client, &ns.name, &ns.name, &[]).await
+}
+
+/// With watchNamespace the Role in that namespace (and the Nodes-only
+/// ClusterRole) grant everything it uses, and nothing elsewhere.
+#[tokio::test]
+async fn operator_works_with_the_charts_rbac_for_one_namespace() -> Result<()> {
+    let release = shared_namespace("chart-rbac-release").await?;
+    let watched = shared_namespace("chart-rbac-watched").await?;
+    let watch = format!("watchNamespace={}", watched.name);
+    operator_works_with_the_charts_rbac(
+        &release.client,
+        &release.name,
+        &watched.name,
+        &["--set", &watch],
+    )
+    .await?;
+
+    // What the account may do now, as the authorizer sees it.
+    let account = format!(
+        "system:serviceaccount:{}:{}-kubeftp",
+        release.name, release.name
     );
+    let may = |verb: &str, resource: &str, namespace: Option<&str>| {
+        let client = release.client.clone();
+        let account = account.clone();
+        let (verb, resource) = (verb.to_owned(), resource.to_owned());
+        let namespace = namespace.map(str::to_owned);
+        async move {
+            let review: SubjectAccessReview = serde_json::from_value(json!({
+                "spec": {
+                    "user": account,
+                    "groups": ["system:serviceaccounts", "system:authenticated"],
+                    "resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace}
+                }
+            }))?;
+            let reviews: Api<SubjectAccessReview> = Api::all(client);
+            let review = reviews.create(&PostParams::default(), &review).await?;
+            anyhow::Ok(review.status.is_some_and(|s| s.allowed))
+        }
+    };
+    assert!(may("list", "services", Some(&watched.name)).await?);
+    assert!(may("get", "nodes", None).await?);
+    for (verb, resource) in [
+        ("list", "services"),
+        ("delete", "services"),
+        ("list", "pods"),
+        ("patch", "statefulsets"),
+        ("list", "configmaps"),
+    ] {
+        assert!(
+            !may(verb, resource, Some(&release.name)).await?,
+            "{verb} {resource} outside the watched namespace"
+        );
+        assert!(
+            !may(verb, resource, None).await?,
+            "{verb} {resource} in all namespaces"
+        );
+    }
+    Ok(())
+}
+
+/// Installs the chart's ServiceAccount and RBAC in `release_namespace`
+/// (the release named after it), runs the operator as that account on
+/// `watched`, and has it create, address and scale an FtpServer there.
+async fn operator_works_with_the_charts_rbac(
+    admin_client: &kube::Client,
+    release_namespace: &str,
+    watched: &str,
+    values: &[&str],
+) -> Result<()> {
+    let client = admin_client;
+    support::install_crd(client).await?;
+    // Cluster-scoped names are per release: name the release after the namespace.
+    let release = release_namespace.to_owned();
+    let mut args = vec![
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        "--show-only",
+        "templates/rbac.yaml",
+    ];
+    args.extend_from_slice(values);
+    let rendered = succeed(&mut helm_template(&release, release_namespace, &args), None);
     succeed(
         kubectl().await?.args(["apply", "-f", "-"]),
         Some(rendered.as_bytes()),
@@ -195,23 +355,25 @@ async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
     let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     let account = format!("{release}-kubeftp");
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{account}", ns.name));
+    config.auth_info.impersonate = Some(format!(
+        "system:serviceaccount:{release_namespace}:{account}"
+    ));
     let as_operator = kube::Client::try_from(config)?;
     // RBAC bindings can take a moment to reach the authorizer's cache.
-    let ftps: Api<FtpServer> = Api::namespaced(as_operator.clone(), &ns.name);
+    let ftps: Api<FtpServer> = Api::namespaced(as_operator.clone(), watched);
     eventually("the role to apply", Duration::from_secs(30), || async {
         Ok(ftps.list(&ListParams::default()).await.is_ok())
     })
     .await?;
-    let operator = Operator::start(&as_operator, &ns.name);
+    let operator = Operator::start(&as_operator, watched);
 
-    let admin = |client: &kube::Client| Api::<FtpServer>::namespaced(client.clone(), &ns.name);
+    let admin = |client: &kube::Client| Api::<FtpServer>::namespaced(client.clone(), watched);
     let spec =
         serde_yaml::from_str("replicas: 2\nusers: {secretName: u}\nstorage: {emptyDir: {}}")?;
-    admin(&ns.client)
+    admin(client)
         .create(&PostParams::default(), &FtpServer::new("files", spec))
         .await?;
-    let services: Api<Service> = Api::namespaced(ns.client.clone(), &ns.name);
+    let services: Api<Service> = Api::namespaced(client.clone(), watched);
     eventually("both Services", Duration::from_secs(30), || async {
         Ok(services.get_opt("files-1").await?.is_some())
     })
@@ -220,7 +382,7 @@ async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
     services
         .patch_status("files-0", &PatchParams::default(), &Patch::Merge(&ingress))
         .await?;
-    let maps: Api<ConfigMap> = Api::namespaced(ns.client.clone(), &ns.name);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), watched);
     eventually("the address", Duration::from_secs(30), || async {
         let map = maps.get_opt("files-addresses").await?;
         Ok(map
@@ -229,7 +391,7 @@ async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
     })
     .await?;
     // Scaling down deletes a Service; the address makes an Event.
-    admin(&ns.client)
+    admin(client)
         .patch(
             "files",
             &PatchParams::default(),
@@ -243,8 +405,7 @@ async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
     )
     .await?;
     // The status (and its Event) follow the deletion in the same reconcile.
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(ns.client.clone(), &ns.name);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), watched);
     eventually(
         "an AddressesKnown event",
         Duration::from_secs(30),
