@@ -92,5 +92,22 @@ if [[ -n "$(missing helm)" ]]; then
     helm.sh/helm/v3/cmd/helm
 fi
 
+if [[ -n "$(missing pause)" ]]; then
+  log "building pause $PAUSE_VERSION"
+  # The sandbox image's program, from the pinned Kubernetes sources: a small
+  # static C program (build/pause/linux/pause.c).
+  k8s_dir="$(cd "$here" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
+  tag="$(sed -n 's/^TAG ?= *//p' "$k8s_dir/build/pause/Makefile")"
+  if [[ "$tag" != "$PAUSE_VERSION" ]]; then
+    log "PAUSE_VERSION=$PAUSE_VERSION in VERSIONS, but Kubernetes $KUBERNETES_VERSION ships pause $tag"
+    exit 1
+  fi
+  command -v gcc >/dev/null || { log "gcc not found: building pause needs a C compiler"; exit 1; }
+  stage="$(mktemp -d "$bin/.stage.XXXXXX")"
+  gcc -Os -static -Wall -DVERSION="$PAUSE_VERSION" -o "$stage/pause" "$k8s_dir/build/pause/linux/pause.c"
+  mv -f "$stage/pause" "$bin/pause"
+  rmdir "$stage"
+fi
+
 log "binaries ready in $bin ($((SECONDS - start)) s)"
 echo "$bin"

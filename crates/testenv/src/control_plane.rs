@@ -28,6 +28,9 @@ pub struct Options {
     pub controller_manager: bool,
     /// Where the binaries are; default [`tools::tools_dir`].
     pub tools_dir: Option<PathBuf>,
+    /// Serve a whole cluster from a network namespace instead of tests from
+    /// loopback; see [`Network`].
+    pub network: Option<Network>,
 }
 
 impl Options {
@@ -37,13 +40,35 @@ impl Options {
     }
 }
 
+/// A control plane for a cluster with nodes: every component runs in the
+/// network namespace `netns`, the apiserver serves on `address` (reachable
+/// from pods and, by route, from the host), publishes itself as the
+/// `kubernetes` Service's endpoint, and kube-controller-manager runs all its
+/// default controllers.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// A bound network namespace, e.g. `/run/netns/NAME`.
+    pub netns: PathBuf,
+    /// The apiserver's address in that namespace.
+    pub address: std::net::Ipv4Addr,
+    /// Service IPs; the first is the `kubernetes` Service's.
+    pub service_cidr: String,
+    /// The `kubernetes` Service's IP (the first of `service_cidr`).
+    pub kubernetes_service_ip: std::net::Ipv4Addr,
+    /// Pod IPs, for kube-controller-manager.
+    pub cluster_cidr: String,
+}
+
 /// etcd and kube-apiserver (and kube-controller-manager when asked) on free
 /// loopback ports, in a fresh temp directory. Dropping it, or calling
 /// [`ControlPlane::stop`], kills the processes and removes the directory.
 pub struct ControlPlane {
     server: String,
+    /// The network namespace every component runs in, if not ours.
+    netns: Option<PathBuf>,
     kubeconfig: PathBuf,
     dir: PathBuf,
+    pki: Pki,
     running: Mutex<Running>,
 }
 
@@ -71,24 +96,38 @@ impl ControlPlane {
             .tempdir_in(&temp)
             .context(|| format!("creating a directory in {}", temp.display()))?;
         let path = dir.path().to_owned();
-        let pki = Pki::generate(&path)?;
+        let extra_names: Vec<String> = match &options.network {
+            Some(network) => vec![
+                network.address.to_string(),
+                network.kubernetes_service_ip.to_string(),
+            ],
+            None => Vec::new(),
+        };
+        let pki = Pki::generate(&path, &extra_names)?;
         let [
             etcd_port,
             etcd_peer_port,
             apiserver_port,
             controller_manager_port,
         ] = free_ports()?;
+        let host = match &options.network {
+            Some(network) => network.address.to_string(),
+            None => "127.0.0.1".to_owned(),
+        };
         let plane = ControlPlane {
-            server: format!("https://127.0.0.1:{apiserver_port}"),
+            server: format!("https://{host}:{apiserver_port}"),
+            netns: options.network.as_ref().map(|n| n.netns.clone()),
             kubeconfig: path.join("kubeconfig"),
             dir: path.clone(),
+            pki,
             running: Mutex::new(Running {
                 processes: Vec::new(),
                 dir: Some(dir),
             }),
         };
         // From here on an early return drops `plane`, which cleans up.
-        kubeconfig::write(&plane.kubeconfig, &plane.server, &pki)?;
+        kubeconfig::write(&plane.kubeconfig, &plane.server, &plane.pki)?;
+        let pki = &plane.pki;
 
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let etcd_peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
@@ -96,7 +135,7 @@ impl ControlPlane {
         plane.spawn(
             "kube-apiserver",
             &apiserver,
-            &apiserver_args(&pki, &etcd_url, apiserver_port),
+            &apiserver_args(pki, &etcd_url, apiserver_port, options.network.as_ref()),
         )?;
         let client = kubeconfig::client(&plane.kubeconfig).await?;
         plane
@@ -104,17 +143,25 @@ impl ControlPlane {
             .await?;
 
         if let Some(binary) = controller_manager {
-            plane
-                .start_controller_manager(&binary, &pki, controller_manager_port)
-                .await?;
+            let args = controller_manager_args(
+                pki,
+                &plane.kubeconfig,
+                controller_manager_port,
+                options.network.as_ref(),
+            );
+            let url = format!("https://{host}:{controller_manager_port}");
+            plane.start_controller_manager(&binary, &args, &url).await?;
         }
         Ok(plane)
     }
 
-    async fn start_controller_manager(&self, binary: &Path, pki: &Pki, port: u16) -> Result<()> {
-        let args = controller_manager_args(pki, &self.kubeconfig, port);
-        self.spawn("kube-controller-manager", binary, &args)?;
-        let url = format!("https://127.0.0.1:{port}");
+    async fn start_controller_manager(
+        &self,
+        binary: &Path,
+        args: &[String],
+        url: &str,
+    ) -> Result<()> {
+        self.spawn("kube-controller-manager", binary, args)?;
         let mut config = kube::Config::new(url.parse().expect("valid URL"));
         // Its serving certificate is self-signed; /healthz needs no auth.
         config.accept_invalid_certs = true;
@@ -131,6 +178,12 @@ impl ControlPlane {
     /// An admin kubeconfig for this control plane.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The certificates and keys; the admin identity is also what a
+    /// cluster's own components use.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
     }
 
     /// The directory holding certificates, data and logs.
@@ -180,10 +233,21 @@ impl ControlPlane {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn spawn(&self, name: &str, binary: &Path, args: &[String]) -> Result<()> {
+    /// Starts one more component alongside the control plane (in its
+    /// network namespace, logging to `<dir>/<name>.log`); it is stopped
+    /// with the rest, before the components started earlier.
+    pub fn spawn(&self, name: &str, binary: &Path, args: &[String]) -> Result<()> {
         let log = self.dir.join(format!("{name}.log"));
-        let process = Process::spawn(name, binary, args, &log)?;
+        let process = Process::spawn_in(name, binary, args, &log, self.netns.as_deref())?;
         self.running().processes.push(process);
+        Ok(())
+    }
+
+    /// An error if any component has exited.
+    pub fn check_running(&self) -> Result<()> {
+        for process in self.running().processes.iter_mut() {
+            process.check_running()?;
+        }
         Ok(())
     }
 
@@ -192,9 +256,7 @@ impl ControlPlane {
     async fn wait_ready(&self, what: &str, client: &kube::Client, path: &str) -> Result<()> {
         let started = Instant::now();
         loop {
-            for process in self.running().processes.iter_mut() {
-                process.check_running()?;
-            }
+            self.check_running()?;
             let request = http::Request::get(path)
                 .body(Vec::new())
                 .expect("valid request");
@@ -238,11 +300,9 @@ fn etcd_args(dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
     ]
 }
 
-fn apiserver_args(pki: &Pki, etcd_url: &str, port: u16) -> Vec<String> {
-    vec![
+fn apiserver_args(pki: &Pki, etcd_url: &str, port: u16, network: Option<&Network>) -> Vec<String> {
+    let mut args = vec![
         format!("--etcd-servers={etcd_url}"),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
         format!("--secure-port={port}"),
         format!("--tls-cert-file={}", pki.apiserver_cert.display()),
         format!("--tls-private-key-file={}", pki.apiserver_key.display()),
@@ -257,18 +317,39 @@ fn apiserver_args(pki: &Pki, etcd_url: &str, port: u16) -> Vec<String> {
             "--service-account-signing-key-file={}",
             pki.service_account_key.display()
         ),
-        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-        // No kubernetes-service endpoints to publish for a loopback address.
-        "--endpoint-reconciler-type=none".into(),
         "--allow-privileged=true".into(),
         "--profiling=false".into(),
-    ]
+    ];
+    match network {
+        None => args.extend([
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            // No kubernetes-service endpoints to publish for a loopback address.
+            "--endpoint-reconciler-type=none".into(),
+        ]),
+        Some(network) => args.extend([
+            format!("--bind-address={}", network.address),
+            format!("--advertise-address={}", network.address),
+            format!("--service-cluster-ip-range={}", network.service_cidr),
+            // For logs, exec and port-forward; kubelets trust our CA.
+            format!("--kubelet-client-certificate={}", pki.admin_cert.display()),
+            format!("--kubelet-client-key={}", pki.admin_key.display()),
+        ]),
+    }
+    args
 }
 
-fn controller_manager_args(pki: &Pki, kubeconfig: &Path, port: u16) -> Vec<String> {
-    vec![
+fn controller_manager_args(
+    pki: &Pki,
+    kubeconfig: &Path,
+    port: u16,
+    network: Option<&Network>,
+) -> Vec<String> {
+    let bind = network.map_or("127.0.0.1".to_owned(), |n| n.address.to_string());
+    let mut args = vec![
         format!("--kubeconfig={}", kubeconfig.display()),
-        "--bind-address=127.0.0.1".into(),
+        format!("--bind-address={bind}"),
         format!("--secure-port={port}"),
         "--leader-elect=false".into(),
         "--use-service-account-credentials=false".into(),
@@ -277,10 +358,22 @@ fn controller_manager_args(pki: &Pki, kubeconfig: &Path, port: u16) -> Vec<Strin
             pki.service_account_key.display()
         ),
         format!("--root-ca-file={}", pki.ca_cert.display()),
-        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
-        format!("--controllers={}", CONTROLLERS.join(",")),
         "--profiling=false".into(),
-    ]
+    ];
+    match network {
+        None => args.extend([
+            format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+            format!("--controllers={}", CONTROLLERS.join(",")),
+        ]),
+        // A real cluster: every default controller (endpoint slices for
+        // kube-proxy, volume binding, node lifecycle, ...).
+        Some(network) => args.extend([
+            format!("--service-cluster-ip-range={}", network.service_cidr),
+            format!("--cluster-cidr={}", network.cluster_cidr),
+            "--controllers=*".into(),
+        ]),
+    }
+    args
 }
 
 /// kube-controller-manager's controllers that tests rely on.

@@ -19,10 +19,11 @@ mod error;
 mod kubeconfig;
 mod pki;
 mod ports;
-mod process;
+pub mod process;
 mod shared;
 pub mod tools;
 
-pub use control_plane::{ControlPlane, Options};
+pub use control_plane::{ControlPlane, Network, Options};
+pub use pki::Pki;
 pub use error::{Error, Result};
 pub use shared::{TestNamespace, shared, shared_namespace};

@@ -38,8 +38,9 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Generates everything and writes it into `dir`.
-    pub fn generate(dir: &Path) -> Result<Pki> {
+    /// Generates everything and writes it into `dir`. The apiserver's
+    /// certificate also names `extra_names` (IPs or DNS names).
+    pub fn generate(dir: &Path, extra_names: &[String]) -> Result<Pki> {
         let mut ca_params = CertificateParams::default();
         ca_params
             .distinguished_name
@@ -52,7 +53,11 @@ impl Pki {
         ];
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-        let names: Vec<String> = APISERVER_NAMES.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = APISERVER_NAMES
+            .iter()
+            .map(|n| n.to_string())
+            .chain(extra_names.iter().cloned())
+            .collect();
         let mut serving = CertificateParams::new(names)?;
         serving
             .distinguished_name
@@ -108,7 +113,7 @@ mod tests {
     #[test]
     fn writes_pem_files() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::generate(dir.path()).unwrap();
+        let pki = Pki::generate(dir.path(), &["10.9.8.7".into()]).unwrap();
         let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap();
         assert!(read(&pki.ca_cert).starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(read(&pki.admin_key).starts_with("-----BEGIN PRIVATE KEY-----"));

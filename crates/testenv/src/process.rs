@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +19,7 @@ use std::sync::{Mutex, OnceLock, mpsc};
 
 use crate::error::{Error, IoContext, Result};
 
-pub(crate) struct Process {
+pub struct Process {
     name: String,
     child: Child,
     log: PathBuf,
@@ -27,7 +28,23 @@ pub(crate) struct Process {
 
 impl Process {
     /// Starts `program` with `args`, stdout and stderr going to `log`.
-    pub(crate) fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
+    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Result<Self> {
+        Self::spawn_in(name, program, args, log, None)
+    }
+
+    /// Like [`Process::spawn`], inside the network namespace bound at
+    /// `netns` (e.g. `/run/netns/NAME`, as `ip netns add` makes) when given.
+    pub fn spawn_in(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        netns: Option<&Path>,
+    ) -> Result<Self> {
+        let netns_file = netns
+            .map(|path| File::open(path).context(|| format!("opening {}", path.display())))
+            .transpose()?;
+        let netns_fd = netns_file.as_ref().map(|file| file.as_raw_fd());
         let log_file = File::create(log).context(|| format!("creating {}", log.display()))?;
         let stderr = log_file
             .try_clone()
@@ -50,11 +67,17 @@ impl Process {
                 if libc::getppid() as u32 != parent {
                     return Err(std::io::Error::other("parent exited during spawn"));
                 }
+                if let Some(fd) = netns_fd
+                    && libc::setns(fd, libc::CLONE_NEWNET) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
         let child = spawn_from_spawner_thread(command)
             .context(|| format!("starting {name} ({})", program.display()))?;
+        drop(netns_file); // the child holds the namespace now
         Ok(Process {
             name: name.to_owned(),
             child,
@@ -63,12 +86,12 @@ impl Process {
         })
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// An error if the process has exited.
-    pub(crate) fn check_running(&mut self) -> Result<()> {
+    pub fn check_running(&mut self) -> Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
@@ -88,7 +111,7 @@ impl Process {
     }
 
     /// Kills the whole process group and reaps the child. Idempotent.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if self.reaped {
             return;
         }
@@ -135,7 +158,7 @@ fn spawn_from_spawner_thread(command: Command) -> std::io::Result<Child> {
 }
 
 /// The last lines of a log file, for error messages.
-pub(crate) fn log_tail(path: &Path) -> String {
+pub fn log_tail(path: &Path) -> String {
     const MAX_BYTES: u64 = 4096;
     let Ok(mut file) = File::open(path) else {
         return format!("(cannot open {})", path.display());
