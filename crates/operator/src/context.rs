@@ -26,8 +26,12 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Consecutive failures per FtpServer (namespace, name), for backoff.
-    pub failures: Mutex<HashMap<(String, String), u32>>,
+    /// An entry goes when the FtpServer reconciles or is deleted.
+    failures: Mutex<HashMap<FtpServerKey, u32>>,
 }
+
+/// An FtpServer's namespace and name.
+pub type FtpServerKey = (String, String);
 
 impl Context {
     pub fn new(client: kube::Client, config: Config, metrics: Metrics) -> Context {
@@ -41,6 +45,37 @@ impl Context {
             config,
             metrics,
             failures: Mutex::default(),
+        }
+    }
+
+    /// Consecutive failed reconciles of `key` so far.
+    pub fn failures(&self, key: &FtpServerKey) -> u32 {
+        let failures = self.failures.lock().unwrap();
+        failures.get(key).copied().unwrap_or(0)
+    }
+
+    /// Counts a failed reconcile of `key`; returns the consecutive failures.
+    pub fn failed(&self, key: FtpServerKey) -> u32 {
+        let mut failures = self.failures.lock().unwrap();
+        let count = failures.entry(key).or_default();
+        *count += 1;
+        let count = *count;
+        self.metrics.failing.set(failures.len() as i64);
+        count
+    }
+
+    /// Forgets the failures of FtpServers that `exists` says are gone.
+    pub fn forget_failures_unless(&self, exists: impl Fn(&FtpServerKey) -> bool) {
+        let mut failures = self.failures.lock().unwrap();
+        failures.retain(|key, _| exists(key));
+        self.metrics.failing.set(failures.len() as i64);
+    }
+
+    /// Forgets the failures of `key`: it reconciled, or is gone.
+    pub fn forget_failures(&self, key: &FtpServerKey) {
+        let mut failures = self.failures.lock().unwrap();
+        if failures.remove(key).is_some() {
+            self.metrics.failing.set(failures.len() as i64);
         }
     }
 }

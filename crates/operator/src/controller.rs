@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, controller, watcher};
 use kube::{Resource, ResourceExt};
 use kubeftp_api::FtpServer;
 
@@ -78,13 +78,43 @@ pub async fn run(
         }
     });
 
+    let ctx = Arc::new(ctx);
+    // Forget the failures of deleted FtpServers, which no reconcile will
+    // clear; a pending retry or their children going may not come soon.
+    let forgetting = {
+        let (ctx, store) = (ctx.clone(), controller.store());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FORGET_DELETED_EVERY).await;
+                ctx.forget_failures_unless(|(namespace, name)| {
+                    store.get(&ObjectRef::new(name).within(namespace)).is_some()
+                });
+            }
+        })
+    };
     controller
-        .run(reconcile, error_policy, Arc::new(ctx))
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
-                Err(error) => tracing::debug!("controller: {error}"),
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(object = %object, "reconciled"),
+                    // A deleted FtpServer: a pending retry, or its children
+                    // going, asked for it. Its failures no longer count.
+                    Err(controller::Error::ObjectNotFound(object)) => {
+                        let key = (
+                            object.namespace.clone().unwrap_or_default(),
+                            object.name.clone(),
+                        );
+                        ctx.forget_failures(&key);
+                    }
+                    Err(error) => tracing::debug!("controller: {error}"),
+                }
             }
         })
         .await;
+    forgetting.abort();
 }
+
+/// How often the failures of deleted FtpServers are dropped.
+const FORGET_DELETED_EVERY: Duration = Duration::from_secs(10);

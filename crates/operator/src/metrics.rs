@@ -5,6 +5,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,8 @@ pub struct Metrics {
     /// Every create, patch or delete the operator sends: in steady state it
     /// stays flat.
     pub writes: Family<WriteLabels, Counter>,
+    /// FtpServers whose last reconcile failed (and that still exist).
+    pub failing: Gauge,
 }
 
 impl Default for Metrics {
@@ -37,6 +40,7 @@ impl Default for Metrics {
             failures: Family::default(),
             duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             writes: Family::default(),
+            failing: Gauge::default(),
         }
     }
 }
@@ -64,6 +68,11 @@ impl Metrics {
             "writes",
             "Writes sent to the apiserver, by object kind and verb",
             self.writes.clone(),
+        );
+        registry.register(
+            "failing_ftpservers",
+            "FtpServers whose last reconcile failed",
+            self.failing.clone(),
         );
     }
 

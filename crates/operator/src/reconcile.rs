@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::apply::{Applier, MANAGER};
 use crate::build::{self, ordinal_of};
-use crate::context::Context;
+use crate::context::{Context, FtpServerKey};
 use crate::error::{Error, backoff};
 use crate::status::{Degraded, Observed, status, transitions};
 use crate::validate::validate;
@@ -42,7 +42,7 @@ pub async fn reconcile(
     };
     ctx.metrics.reconciled(started.elapsed());
     if result.is_ok() {
-        ctx.failures.lock().unwrap().remove(&failure_key(&object));
+        ctx.forget_failures(&failure_key(&object));
     }
     result
 }
@@ -54,12 +54,7 @@ pub fn error_policy(
     ctx: Arc<Context>,
 ) -> Action {
     ctx.metrics.failed(error.kind());
-    let failures = {
-        let mut failures = ctx.failures.lock().unwrap();
-        let count = failures.entry(failure_key(&object)).or_default();
-        *count += 1;
-        *count
-    };
+    let failures = ctx.failed(failure_key(&object));
     let delay = backoff(error, failures);
     tracing::warn!(
         namespace = object.namespace().unwrap_or_default(),
@@ -72,7 +67,7 @@ pub fn error_policy(
     Action::requeue(delay)
 }
 
-fn failure_key(object: &DeserializeGuard<FtpServer>) -> (String, String) {
+fn failure_key(object: &DeserializeGuard<FtpServer>) -> FtpServerKey {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
@@ -117,13 +112,7 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
             // A blip (an apiserver restart, a conflict) is retried quietly;
             // the status only hears of it if it persists, and never loses
             // what it last saw of the replicas.
-            let failures_before = ctx
-                .failures
-                .lock()
-                .unwrap()
-                .get(&(namespace.clone(), ftp.name_any()))
-                .copied()
-                .unwrap_or(0);
+            let failures_before = ctx.failures(&(namespace.clone(), ftp.name_any()));
             if error.is_reported(failures_before) {
                 let observed = Observed {
                     stateful_set: None,

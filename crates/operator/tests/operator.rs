@@ -1075,6 +1075,17 @@ async fn refused_children_show_as_degraded() -> Result<()> {
         fx.condition("first", "Degraded").await?,
         Some(("False".into(), "AsExpected".into()))
     );
+
+    // The failing FtpServer is counted until it is deleted; then the
+    // operator forgets it.
+    assert_eq!(fx.operator.metrics.failing.get(), 1);
+    fx.api::<FtpServer>()
+        .delete("second", &DeleteParams::default())
+        .await?;
+    eventually("the deleted FtpServer forgotten", WAIT, || async {
+        Ok(fx.operator.metrics.failing.get() == 0)
+    })
+    .await?;
     fx.operator.stop().await;
     Ok(())
 }
