@@ -415,16 +415,32 @@ pub struct ExistingClaim {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self == oldSelf")
-        .message("storage.volumeClaimTemplate is immutable: a StatefulSet's volume claim templates cannot change")
+    validation = Rule::new("self.size == oldSelf.size && has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)")
+        .message("storage.volumeClaimTemplate size and storageClassName are immutable: a StatefulSet's volume claim templates cannot change (whenDeleted can)")
 )]
 pub struct VolumeClaimTemplate {
     /// Requested size, e.g. 10Gi.
+    #[schemars(extend("maxLength" = 64))]
     pub size: Quantity,
     /// StorageClass of the claims; unset: the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub storage_class_name: Option<String>,
+    /// What happens to the claims, and so the files, when the FtpServer is
+    /// deleted: Delete (default; the FtpServer owns its data) or Retain
+    /// (they stay, and an FtpServer of the same name finds them again).
+    /// Scaling down always keeps the removed replicas' claims. Set Retain
+    /// before deleting an FtpServer whose files must outlive it.
+    #[serde(default)]
+    pub when_deleted: ClaimRetention,
+}
+
+/// What becomes of a claim whose replica goes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClaimRetention {
+    #[default]
+    Delete,
+    Retain,
 }
 
 /// An emptyDir volume.

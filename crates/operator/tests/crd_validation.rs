@@ -318,9 +318,15 @@ async fn volume_claim_template_cannot_change_after_creation() -> Result<()> {
     assert!(
         error
             .to_string()
-            .contains("storage.volumeClaimTemplate is immutable"),
+            .contains("storage.volumeClaimTemplate size and storageClassName are immutable"),
         "{error}"
     );
+    let class = json!({"spec": {"storage": {"volumeClaimTemplate": {"storageClassName": "fast"}}}});
+    let error = api
+        .patch("claims", &PatchParams::default(), &Patch::Merge(&class))
+        .await
+        .expect_err("setting a storage class later is refused");
+    assert!(error.to_string().contains("are immutable"), "{error}");
 
     let switch = json!({"spec": {"storage": {"volumeClaimTemplate": null, "emptyDir": {}}}});
     let error = api
@@ -334,7 +340,10 @@ async fn volume_claim_template_cannot_change_after_creation() -> Result<()> {
         "{error}"
     );
 
-    // Other fields still change.
+    // Other fields still change, and what becomes of the claims on delete.
+    let keep = json!({"spec": {"storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}}});
+    api.patch("claims", &PatchParams::default(), &Patch::Merge(&keep))
+        .await?;
     let scale = json!({"spec": {"replicas": 2}});
     api.patch("claims", &PatchParams::default(), &Patch::Merge(&scale))
         .await?;

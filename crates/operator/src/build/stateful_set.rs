@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
@@ -13,11 +15,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
-use kubeftp_api::FtpServer;
 use kubeftp_api::limits::{
     CONTAINER_CONTROL_PORT, CONTAINER_IMPLICIT_TLS_PORT, CONTAINER_OPS_PORT,
     TERMINATION_GRACE_MARGIN_SECONDS,
 };
+use kubeftp_api::{ClaimRetention, FtpServer, FtpServerSpec};
 use sha2::{Digest, Sha256};
 
 use super::server_config::paths;
@@ -29,6 +31,22 @@ use crate::labels;
 pub const CONFIG_HASH: &str = "kubeftp.dev/config-hash";
 /// The unprivileged user and group the server runs as.
 const RUN_AS: i64 = 65532;
+
+/// The StatefulSet deletes the claims with it (the StatefulSet goes with
+/// the FtpServer) unless asked to keep them; scaling down keeps them.
+fn claim_retention(
+    spec: &FtpServerSpec,
+) -> Option<StatefulSetPersistentVolumeClaimRetentionPolicy> {
+    let template = spec.storage.volume_claim_template.as_ref()?;
+    let when_deleted = match template.when_deleted {
+        ClaimRetention::Delete => "Delete",
+        ClaimRetention::Retain => "Retain",
+    };
+    Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+        when_deleted: Some(when_deleted.into()),
+        when_scaled: Some("Retain".into()),
+    })
+}
 
 pub fn stateful_set(ftp: &FtpServer, settings: &Settings, config: &ConfigMap) -> StatefulSet {
     let spec = &ftp.spec;
@@ -76,6 +94,7 @@ pub fn stateful_set(ftp: &FtpServer, settings: &Settings, config: &ConfigMap) ->
                 spec: Some(pod_spec(ftp, settings)),
             },
             volume_claim_templates,
+            persistent_volume_claim_retention_policy: claim_retention(spec),
             ..Default::default()
         }),
         ..Default::default()
@@ -419,6 +438,8 @@ mod tests {
         );
         assert!(by_name("data").empty_dir.is_some());
         assert!(set.spec.as_ref().unwrap().volume_claim_templates.is_none());
+        let spec = set.spec.as_ref().unwrap();
+        assert!(spec.persistent_volume_claim_retention_policy.is_none());
     }
 
     #[test]
@@ -441,6 +462,22 @@ mod tests {
             claim.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
             "5Gi"
         );
+        // Claims go with the FtpServer by default, never on scale-down.
+        let retention = |set: &StatefulSet| {
+            let policy = set
+                .spec
+                .as_ref()
+                .unwrap()
+                .persistent_volume_claim_retention_policy
+                .clone();
+            let policy = policy.unwrap();
+            (policy.when_deleted.unwrap(), policy.when_scaled.unwrap())
+        };
+        assert_eq!(retention(&set), ("Delete".into(), "Retain".into()));
+        let kept = build(
+            "anonymous: {enabled: true}\nstorage: {volumeClaimTemplate: {size: 5Gi, whenDeleted: Retain}}",
+        );
+        assert_eq!(retention(&kept), ("Retain".into(), "Retain".into()));
         // The template provides "data"; no pod volume of that name.
         assert!(
             pod(&set)
