@@ -2,15 +2,22 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps run fmt-check tools cluster-up cluster-down crds bench-ftp
+.PHONY: test deps deps-cluster run fmt-check tools cluster-up cluster-down crds bench-ftp \
+	images up down e2e
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
 deps:
 	@./hack/install-deps.sh
 
-## Everything CI checks.
+## ...and those the local cluster runs on (containerd, runc, CNI plugins, umoci).
+deps-cluster:
+	@./hack/install-deps.sh --cluster
+
+## Everything `make test` checks; CI then runs `make e2e`.
 test: deps fmt-check tools
-	$(CARGO) test --workspace --locked -- --test-threads=4
+	$(CARGO) test --workspace --locked --exclude kubeftp-e2e -- --test-threads=4
+	$(CARGO) test --locked -p kubeftp-e2e --lib
+	$(CARGO) build --locked -p kubeftp-e2e --tests
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -33,6 +40,34 @@ cluster-up: tools
 ## Stop the control plane started by cluster-up and remove its files.
 cluster-down:
 	@$(CARGO) run -q -p kubeftp-testenv-cli -- down --dir $(CLUSTER_DIR)
+
+# The local cluster: its state directory, and a load-balancer address the
+# e2e tests may move a Service to (kubeftp-cluster hands out .10-.249).
+CLUSTER_STATE := /var/lib/kubeftp-cluster
+SPARE_LB_IP := 10.203.0.250
+TOOLS_BIN = $(shell ./e2e/tools/build.sh --print)
+
+## Build the operator, server and pause images as OCI archives in target/images.
+images: tools
+	$(CARGO) build --release --locked -p kubeftp-server -p kubeftp-operator
+	./e2e/images/build.sh target/images
+
+## A local single-node cluster with the operator and an example FtpServer (root).
+up: deps deps-cluster tools images
+	@./e2e/local/up.sh
+
+## Remove the local cluster and everything in it.
+down:
+	@$(CARGO) run -q --locked -p kubeftp-cluster -- down
+
+## End-to-end tests on the local cluster (started, then removed, if not running).
+e2e: deps deps-cluster tools images
+	@running=$$(test -f $(CLUSTER_STATE)/kubeconfig && echo yes); \
+	./e2e/local/up.sh >/dev/null || exit 1; \
+	KUBECONFIG=$(CLUSTER_STATE)/kubeconfig PATH=$(TOOLS_BIN):$$PATH \
+		KUBEFTP_E2E_SPARE_LB_IP=$(SPARE_LB_IP) ./e2e/test.sh; status=$$?; \
+	[ -n "$$running" ] || $(MAKE) -s down; \
+	exit $$status
 
 ## Regenerate the FtpServer CRD (crds/ and the Helm chart) from crates/api.
 crds:

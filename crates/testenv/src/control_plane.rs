@@ -335,6 +335,8 @@ fn apiserver_args(pki: &Pki, etcd_url: &str, port: u16, network: Option<&Network
             // For logs, exec and port-forward; kubelets trust our CA.
             format!("--kubelet-client-certificate={}", pki.admin_cert.display()),
             format!("--kubelet-client-key={}", pki.admin_key.display()),
+            // Nodes are reached by address: there is no DNS for their names.
+            "--kubelet-preferred-address-types=InternalIP".into(),
         ]),
     }
     args

@@ -24,6 +24,6 @@ mod shared;
 pub mod tools;
 
 pub use control_plane::{ControlPlane, Network, Options};
-pub use pki::Pki;
 pub use error::{Error, Result};
+pub use pki::Pki;
 pub use shared::{TestNamespace, shared, shared_namespace};
