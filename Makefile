@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps deps-cluster run fmt-check tools cluster-up cluster-down crds bench-ftp \
+.PHONY: test deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp \
 	images up down e2e
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
@@ -14,13 +14,19 @@ deps-cluster:
 	@./hack/install-deps.sh --cluster
 
 ## Everything `make test` checks; CI then runs `make e2e`.
-test: deps fmt-check tools
+test: deps fmt-check lint tools
 	$(CARGO) test --workspace --locked --exclude kubeftp-e2e -- --test-threads=4
 	$(CARGO) test --locked -p kubeftp-e2e --lib
 	$(CARGO) build --locked -p kubeftp-e2e --tests
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+## Shell scripts (shellcheck) and GitHub workflows (actionlint, which also
+## shellchecks their run: steps).
+lint: deps tools
+	shellcheck -x $$(git ls-files '*.sh' .ci/run)
+	$(TOOLS_BIN)/actionlint
 
 ## The server standalone, serving ./ftp-root on 127.0.0.1:2121.
 run:

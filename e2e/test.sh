@@ -9,7 +9,7 @@
 # Needs root (the FTP clients run in network namespaces behind NAT),
 # helm, kubectl, curl and lftp on PATH.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 
 : "${KUBECONFIG:?KUBECONFIG must name the cluster to test}"
 : "${KUBEFTP_E2E_SPARE_LB_IP:?KUBEFTP_E2E_SPARE_LB_IP must name a free load-balancer address}"

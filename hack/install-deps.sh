@@ -3,7 +3,7 @@
 # those the local cluster runs on (make up, make e2e). Idempotent and quiet
 # when everything is present already.
 set -euo pipefail
-pairs=(lftp:lftp curl:curl ip:iproute2 iptables:iptables python3:python3)
+pairs=(lftp:lftp curl:curl ip:iproute2 iptables:iptables python3:python3 shellcheck:shellcheck)
 if [[ "${1:-}" == "--cluster" ]]; then
   pairs=(containerd:containerd runc:runc umoci:umoci conntrack:conntrack
     /usr/lib/cni/bridge:containernetworking-plugins sysctl:procps mount:mount)

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=VERSIONS
+# shellcheck source=SCRIPTDIR/VERSIONS
 source "$here/VERSIONS"
 
 cache_root="${XDG_CACHE_HOME:-${HOME:-}/.cache}/kubeftp"
@@ -90,6 +90,15 @@ if [[ -n "$(missing helm)" ]]; then
   log "building helm $HELM_VERSION"
   go_build "$here/helm" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
     helm.sh/helm/v3/cmd/helm
+fi
+
+if [[ -n "$(missing actionlint)" ]]; then
+  log "building actionlint $ACTIONLINT_VERSION"
+  grep -q "github.com/rhysd/actionlint $ACTIONLINT_VERSION" "$here/actionlint/go.mod" || {
+    log "e2e/tools/actionlint/go.mod does not require actionlint $ACTIONLINT_VERSION (VERSIONS)"
+    exit 1
+  }
+  go_build "$here/actionlint" "-X main.version=$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
 fi
 
 if [[ -n "$(missing pause)" ]]; then
