@@ -21,7 +21,7 @@ out="${1:?usage: $0 OUT_DIR}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-# shellcheck source=../tools/VERSIONS
+# shellcheck source=SCRIPTDIR/../tools/VERSIONS
 source "$root/e2e/tools/VERSIONS"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
 tools="$("$root/e2e/tools/build.sh" --print)"
