@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp \
+.PHONY: test deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp bench-operator \
 	images up down e2e
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
@@ -80,9 +80,14 @@ crds:
 	$(CARGO) run -q -p kubeftp-operator -- crd > crds/ftpserver.yaml
 	cp crds/ftpserver.yaml charts/kubeftp/crds/ftpserver.yaml
 
-## Benchmark kubeftp-server against vsftpd on loopback (root; ~10 minutes).
+## Benchmark kubeftp-server against vsftpd on loopback (root; ~15 minutes).
 bench-ftp:
 	@command -v vsftpd >/dev/null && command -v iperf3 >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd iperf3; }
-	$(CARGO) build --release -p kubeftp-server -p kubeftp-bench
-	./target/release/kubeftp-bench --server-bin target/release/kubeftp-server
+	$(CARGO) build --release --locked -p kubeftp-server -p kubeftp-bench
+	./target/release/kubeftp-bench ftp --server-bin target/release/kubeftp-server
+
+## Benchmark the operator with 500 FtpServers on a real control plane (~5 minutes).
+bench-operator: tools
+	$(CARGO) build --release --locked -p kubeftp-operator -p kubeftp-bench
+	./target/release/kubeftp-bench operator --operator-bin target/release/kubeftp-operator

@@ -1,51 +1,43 @@
 //! `make bench-ftp`: kubeftp-server against vsftpd on loopback, side by side
 //! in one run with one client (the small FTP client in `ftp.rs`), reported
-//! as ratios together with the machine's ceilings.
+//! as ratios together with the machine's ceilings and the issue's targets.
 
-mod ftp;
-mod mem;
-mod servers;
-
-use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
 use rand::RngCore;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use ftp::Ftp;
-use servers::Server;
+use crate::ftp::{self, Ftp};
+use crate::servers::{self, Server};
+use crate::{MIB, Row, Verdict, loadavg, machine, median, sync, table};
 
-const MIB: u64 = 1024 * 1024;
 /// Client buffer for single-stream transfers: the client must not be the
 /// bottleneck.
 const CLIENT_BUF: usize = 1024 * 1024;
 /// Per-session client buffer when many sessions run at once.
 const SESSION_BUF: usize = 256 * 1024;
 /// Sessions being set up (login, PASV, connect) at once. Keeps both
-/// servers' accept backlogs and vsftpd's PASV port picking out of the
-/// numbers; the transfers themselves all run at the same time.
+/// servers' accept backlogs out of the numbers; the transfers themselves
+/// all run at the same time.
 const SETUP_PARALLEL: usize = 32;
 /// Concurrent sessions are spread over this many loopback source IPs
 /// (127.0.0.2 ...), as real clients come from many addresses.
 const SOURCE_IPS: usize = 100;
+/// The file each concurrent session moves.
+const SESSION_FILE_MIB: u64 = 10;
 
-/// Fixes glibc's mmap threshold, so large freed blocks return to the OS.
-const TUNABLE: (&str, &str) = ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=131072");
-
-#[derive(Parser)]
-#[command(about = "Benchmark kubeftp-server against vsftpd on loopback")]
-struct Args {
+#[derive(clap::Args)]
+pub struct Args {
     /// The kubeftp-server binary (a release build).
     #[arg(long, default_value = "target/release/kubeftp-server")]
     server_bin: PathBuf,
@@ -68,7 +60,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ceilings,idle,single,concurrent"
+        default_value = "ceilings,idle,concurrent,single"
     )]
     phases: Vec<String>,
     /// Seconds of PASV+LIST round trips per server and run.
@@ -76,200 +68,256 @@ struct Args {
     list_seconds: u64,
 }
 
-/// One row of the result table.
-struct Row {
-    what: String,
-    ours: f64,
-    theirs: f64,
-    unit: &'static str,
-    load: f32,
+/// (kubeftp, vsftpd).
+type Pair = (f64, f64);
+
+/// What the targets are judged on; NaN where not measured.
+struct Figures {
+    iperf: f64,
+    disk: f64,
+    /// Bytes/s.
+    retr: Pair,
+    stor: Pair,
+    /// Bytes per session.
+    idle: Pair,
+    /// Per session count: (n, RETR, STOR).
+    concurrent: Vec<(usize, Pair, Pair)>,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    raise_fd_limit()?;
+pub async fn run(args: Args) -> Result<()> {
+    crate::raise_fd_limit()?;
     let work = std::path::absolute(&args.work)?;
     fs::create_dir_all(&work)?;
     let big = prepare_data(&work, args.big_mib)?;
     let contents = fs::read(work.join("data/big.bin")).context("reading the big file")?;
+    let session_file = Arc::new(fs::read(work.join("data/10m.bin"))?);
+    let password = servers::password();
     let mut rows = Vec::new();
+    let nan2 = (f64::NAN, f64::NAN);
+    let mut figures = Figures {
+        iperf: f64::NAN,
+        disk: f64::NAN,
+        retr: nan2,
+        stor: nan2,
+        idle: nan2,
+        concurrent: Vec::new(),
+    };
 
     println!("# kubeftp-server vs vsftpd on loopback\n");
     println!("{}", machine()?);
-    let k = (args.runs, args.big_mib);
+    println!("vsftpd {} (Debian).\n", vsftpd_version());
+    println!("{}\n", servers::LOGINS);
     println!(
-        "Single stream: {} MiB random file, median of {} runs each, the two servers alternating.",
-        k.1, k.0
+        "Single stream: {} MiB random file, median of {} runs each, the two servers alternating; \
+         STOR is timed until the 226 (kubeftp fsyncs the file before it, vsftpd does not).\n",
+        args.big_mib, args.runs
     );
     println!(
-        "Concurrent sessions: spread over {SOURCE_IPS} loopback source IPs (127.0.0.2-{}) with at most \
-         {SETUP_PARALLEL} sessions in setup at once, so neither server's PASV port range ({} ports each) \
-         nor its accept backlog limits the test; once all sessions have read their first bytes, memory \
-         (PSS of every server process) is sampled and the clock starts.\n",
+        "Concurrent sessions: spread over {SOURCE_IPS} loopback source IPs (127.0.0.2-{}), \
+         at most {SETUP_PARALLEL} sessions in setup at once, passive ranges of {} ports each. \
+         Each session logs in once, then (1) starts a RETR of the {SESSION_FILE_MIB} MiB file \
+         and reads its first bytes: with every transfer open, the PSS of all server processes \
+         is sampled; (2) opens a data connection (PASV, connect) and waits: when all have, the \
+         clock starts and every session sends RETR; it stops at the last 226; (3) the same for \
+         a STOR of {SESSION_FILE_MIB} MiB to its own file.\n",
         SOURCE_IPS + 1,
         servers::PASSIVE_PORTS
     );
 
     let run = |phase: &str| args.phases.iter().any(|p| p == phase);
-    let (mut iperf, mut disk, mut ceiling_load) = (f64::NAN, f64::NAN, f32::NAN);
+    let mut ceiling_load = f32::NAN;
     if run("ceilings") {
         ceiling_load = loadavg();
-        iperf = median(&mut (0..3).map(|_| iperf3()).collect::<Result<Vec<_>>>()?);
-        disk = median(
+        figures.iperf = median(&mut (0..3).map(|_| iperf3()).collect::<Result<Vec<_>>>()?);
+        figures.disk = median(
             &mut (0..3)
                 .map(|_| disk_write(&work, &contents))
                 .collect::<Result<Vec<_>>>()?,
         );
         eprintln!(
             "ceilings: iperf3 {:.0} MiB/s, disk {:.0} MiB/s",
-            iperf / MIB as f64,
-            disk / MIB as f64
+            figures.iperf / MIB as f64,
+            figures.disk / MIB as f64
         );
     }
 
     // Idle sessions first, on fresh servers.
     if run("idle") {
-        let (ours, theirs) = start_both(&args, &work).await?;
+        let (ours, theirs) = start_both(&args, &work, &password).await?;
         let load = loadavg();
         let a = idle_pss(&ours, args.idle).await?;
         let b = idle_pss(&theirs, args.idle).await?;
-        rows.push(Row {
-            what: format!("{} idle logged-in sessions: PSS per session", args.idle),
-            ours: a / 1024.0,
-            theirs: b / 1024.0,
-            unit: "KiB",
+        figures.idle = (a, b);
+        rows.push(Row::new(
+            format!("{} idle logged-in sessions: PSS per session", args.idle),
+            (a / 1024.0, b / 1024.0),
+            "KiB",
             load,
-        });
-        // glibc's dynamic mmap threshold keeps freed 19 MiB argon2 buffers
-        // in its arenas; with a fixed threshold they go back to the OS.
-        drop(ours);
-        let ours = servers::kubeftp(
-            &args.server_bin,
-            &work,
-            21210,
-            40000,
-            &[(TUNABLE.0, TUNABLE.1)],
-        )
-        .await?;
-        let load = loadavg();
-        let a = idle_pss(&ours, args.idle).await?;
-        rows.push(Row {
-            what: format!(
-                "{} idle logged-in sessions: PSS per session, kubeftp with {}={}",
-                args.idle, TUNABLE.0, TUNABLE.1
-            ),
-            ours: a / 1024.0,
-            theirs: b / 1024.0,
-            unit: "KiB",
-            load,
-        });
+        ));
     }
 
-    // Single stream, PASV+LIST.
-    let (mut retr_ours, mut stor_ours) = (f64::NAN, f64::NAN);
-    // Before the single-stream phase: its PASV+LIST round trips leave
-    // vsftpd's passive ports in TIME_WAIT (it binds one per PASV), which
-    // would fail its concurrent runs for a minute.
+    // Concurrent sessions before the single-stream phase: its PASV+LIST
+    // round trips leave vsftpd's passive ports in TIME_WAIT (it binds one
+    // per PASV), which could fail its concurrent runs for a minute.
     for &n in args.concurrent.iter().filter(|_| run("concurrent")) {
-        let (ours, theirs) = start_both(&args, &work).await?;
+        let (ours, theirs) = start_both(&args, &work, &password).await?;
         let load = loadavg();
-        let (ta, ma) = concurrent(&ours, n).await?;
+        let a = concurrent(&ours, n, &session_file).await?;
         // A server that cannot serve them all is reported, not fatal.
-        let (tb, mb) = concurrent(&theirs, n).await.unwrap_or_else(|e| {
-            println!("{} failed {n} concurrent sessions: {e:#}", theirs.name);
-            (f64::NAN, f64::NAN)
-        });
-        rows.push(Row {
-            what: format!("{n} sessions × RETR 10 MiB: aggregate throughput"),
-            ours: ta / MIB as f64,
-            theirs: tb / MIB as f64,
-            unit: "MiB/s",
+        let b = concurrent(&theirs, n, &session_file)
+            .await
+            .unwrap_or_else(|e| {
+                println!("{} failed {n} concurrent sessions: {e:#}\n", theirs.name);
+                Concurrent::failed()
+            });
+        let what = |s: &str| format!("{n} sessions × {s} {SESSION_FILE_MIB} MiB");
+        rows.push(Row::new(
+            what("RETR") + ": aggregate throughput",
+            (a.retr / MIB as f64, b.retr / MIB as f64),
+            "MiB/s",
             load,
-        });
-        rows.push(Row {
-            what: format!("{n} sessions × RETR 10 MiB: PSS of all server processes"),
-            ours: ma / MIB as f64,
-            theirs: mb / MIB as f64,
-            unit: "MiB",
+        ));
+        rows.push(Row::new(
+            what("RETR") + ": PSS of all server processes",
+            (a.pss / MIB as f64, b.pss / MIB as f64),
+            "MiB",
             load,
-        });
+        ));
+        rows.push(Row::new(
+            what("STOR") + ": aggregate throughput",
+            (a.stor / MIB as f64, b.stor / MIB as f64),
+            "MiB/s",
+            load,
+        ));
+        figures
+            .concurrent
+            .push((n, (a.retr, b.retr), (a.stor, b.stor)));
     }
 
+    // Single stream, then PASV+LIST on the same sessions.
     if run("single") {
-        let (ours, theirs) = start_both(&args, &work).await?;
+        let (ours, theirs) = start_both(&args, &work, &password).await?;
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
-        let mut ftp_a = Ftp::login(ours.addr, localhost(), ours.user, ours.pass).await?;
-        let mut ftp_b = Ftp::login(theirs.addr, localhost(), theirs.user, theirs.pass).await?;
+        let mut ftp_a = Ftp::login(ours.addr, localhost(), ours.user, &ours.pass).await?;
+        let mut ftp_b = Ftp::login(theirs.addr, localhost(), theirs.user, &theirs.pass).await?;
         let mut buf = vec![0u8; CLIENT_BUF];
         retr(&mut ftp_a, &ours, big, &mut buf).await?; // page cache warm-up
         for _ in 0..args.runs {
             a.push(retr(&mut ftp_a, &ours, big, &mut buf).await?);
             b.push(retr(&mut ftp_b, &theirs, big, &mut buf).await?);
         }
-        rows.push(Row {
-            what: format!("RETR {} MiB, single stream", args.big_mib),
-            ours: median(&mut a) / MIB as f64,
-            theirs: median(&mut b) / MIB as f64,
-            unit: "MiB/s",
+        figures.retr = (median(&mut a), median(&mut b));
+        rows.push(Row::new(
+            format!("RETR {} MiB, single stream", args.big_mib),
+            (figures.retr.0 / MIB as f64, figures.retr.1 / MIB as f64),
+            "MiB/s",
             load,
-        });
-        retr_ours = rows.last().unwrap().ours;
+        ));
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
         for _ in 0..args.runs {
             a.push(stor(&mut ftp_a, &ours, &contents).await?);
             b.push(stor(&mut ftp_b, &theirs, &contents).await?);
         }
-        rows.push(Row {
-            what: format!(
-                "STOR {} MiB, single stream (kubeftp fsyncs before 226, vsftpd does not)",
-                args.big_mib
-            ),
-            ours: median(&mut a) / MIB as f64,
-            theirs: median(&mut b) / MIB as f64,
-            unit: "MiB/s",
+        figures.stor = (median(&mut a), median(&mut b));
+        rows.push(Row::new(
+            format!("STOR {} MiB, single stream", args.big_mib),
+            (figures.stor.0 / MIB as f64, figures.stor.1 / MIB as f64),
+            "MiB/s",
             load,
-        });
-        stor_ours = rows.last().unwrap().ours;
+        ));
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
         for _ in 0..3 {
             a.push(list_rate(&mut ftp_a, &ours, args.list_seconds).await?);
             b.push(list_rate(&mut ftp_b, &theirs, args.list_seconds).await?);
         }
-        rows.push(Row {
-            what: "PASV+LIST round trips, one client".into(),
-            ours: median(&mut a),
-            theirs: median(&mut b),
-            unit: "/s",
+        rows.push(Row::new(
+            "PASV+LIST round trips, one client".into(),
+            (median(&mut a), median(&mut b)),
+            "/s",
             load,
-        });
+        ));
         ftp_a.quit().await.ok();
         ftp_b.quit().await.ok();
     }
 
-    // Many sessions at once, each downloading the 10 MiB file.
-    println!("{}", table(&rows));
+    println!("{}", table(&rows, ("kubeftp", "vsftpd")));
     println!("Ceilings (load {ceiling_load:.2}):");
     println!(
-        "- loopback TCP, iperf3 single stream (median of 3 × 3 s): {:.0} MiB/s; kubeftp RETR reaches {:.0}% of it",
-        iperf / MIB as f64,
-        100.0 * retr_ours / (iperf / MIB as f64)
+        "- loopback TCP, iperf3 single stream (median of 3 × 3 s): {}; kubeftp RETR reaches {}",
+        mib_per_s(figures.iperf),
+        percent(figures.retr.0, figures.iperf)
     );
     println!(
-        "- sequential write of {} MiB then fsync, same filesystem (median of 3): {:.0} MiB/s; kubeftp STOR reaches {:.0}% of it",
+        "- sequential write of {} MiB then fsync, same filesystem (median of 3): {}; kubeftp STOR reaches {}",
         args.big_mib,
-        disk / MIB as f64,
-        100.0 * stor_ours / (disk / MIB as f64)
+        mib_per_s(figures.disk),
+        percent(figures.stor.0, figures.disk)
     );
+    println!("\nTargets (issue 8):");
+    for line in targets(&figures) {
+        println!("- {line}");
+    }
     Ok(())
 }
 
-async fn start_both(args: &Args, work: &Path) -> Result<(Server, Server)> {
-    let ours = servers::kubeftp(&args.server_bin, work, 21210, 40000, &[]).await?;
-    let theirs = servers::vsftpd(work, 21211, 40000 + servers::PASSIVE_PORTS).await?;
+/// The issue's targets, judged on the figures: RETR at least vsftpd's
+/// (single stream and at every concurrency) and at least 85% of iperf3;
+/// STOR at least vsftpd's, kubeftp fsyncing before its 226; idle memory per
+/// session at most a tenth of vsftpd's.
+fn targets(f: &Figures) -> Vec<String> {
+    let ratio = |(ours, theirs): Pair| ours / theirs;
+    let mut lines = vec![
+        Verdict::at_least(ratio(f.retr), 1.0).line("RETR single stream ≥ vsftpd", "×"),
+        Verdict::at_least(ratio((f.retr.0, f.iperf)), 0.85)
+            .line("RETR single stream ≥ 85% of iperf3", "× iperf3"),
+        Verdict::at_least(ratio(f.stor), 1.0).line(
+            "STOR single stream ≥ vsftpd (kubeftp fsyncs before 226)",
+            "×",
+        ),
+    ];
+    for &(n, retr, stor) in &f.concurrent {
+        lines.push(
+            Verdict::at_least(ratio(retr), 1.0).line(&format!("RETR {n} sessions ≥ vsftpd"), "×"),
+        );
+        lines.push(
+            Verdict::at_least(ratio(stor), 1.0).line(&format!("STOR {n} sessions ≥ vsftpd"), "×"),
+        );
+    }
+    lines.push(
+        Verdict::at_most(ratio(f.idle), 0.1).line("idle session PSS ≤ 1/10 of vsftpd's", "×"),
+    );
+    lines
+}
+
+fn mib_per_s(bytes_per_s: f64) -> String {
+    if bytes_per_s.is_nan() {
+        "not measured".into()
+    } else {
+        format!("{:.0} MiB/s", bytes_per_s / MIB as f64)
+    }
+}
+
+fn percent(part: f64, whole: f64) -> String {
+    if (part / whole).is_nan() {
+        "- (not measured)".into()
+    } else {
+        format!("{:.0}% of it", 100.0 * part / whole)
+    }
+}
+
+async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server, Server)> {
+    let ours = servers::kubeftp(
+        &args.server_bin,
+        work,
+        21210,
+        servers::KUBEFTP_PASSIVE,
+        password,
+    )
+    .await?;
+    let theirs = servers::vsftpd(work, 21211, servers::VSFTPD_PASSIVE, password).await?;
     Ok((ours, theirs))
 }
 
@@ -339,10 +387,11 @@ async fn idle_pss(server: &Server, n: usize) -> Result<f64> {
     let setup = Arc::new(Semaphore::new(SETUP_PARALLEL));
     let mut tasks = JoinSet::new();
     for i in 0..n {
-        let (setup, addr, user, pass) = (setup.clone(), server.addr, server.user, server.pass);
+        let (setup, addr, user, pass) =
+            (setup.clone(), server.addr, server.user, server.pass.clone());
         tasks.spawn(async move {
             let _permit = setup.acquire().await?;
-            Ftp::login(addr, source_ip(i), user, pass).await
+            Ftp::login(addr, source_ip(i), user, &pass).await
         });
     }
     let mut sessions = Vec::with_capacity(n);
@@ -363,69 +412,228 @@ async fn idle_pss(server: &Server, n: usize) -> Result<f64> {
     Ok((after.saturating_sub(before)) as f64 / n as f64)
 }
 
-/// `n` sessions each download the 10 MiB file at the same time. Returns the
-/// aggregate throughput (bytes/s, counted from when all are flowing) and the
-/// server's PSS at that moment (bytes).
-async fn concurrent(server: &Server, n: usize) -> Result<(f64, f64)> {
-    let size = 10 * MIB;
+/// What `n` sessions at once measured.
+struct Concurrent {
+    /// Aggregate RETR throughput, bytes/s.
+    retr: f64,
+    /// Aggregate STOR throughput, bytes/s.
+    stor: f64,
+    /// PSS of the server's processes while every session had a RETR open.
+    pss: f64,
+}
+
+impl Concurrent {
+    fn failed() -> Concurrent {
+        Concurrent {
+            retr: f64::NAN,
+            stor: f64::NAN,
+            pss: f64::NAN,
+        }
+    }
+}
+
+/// Steps the concurrent sessions go through together: each session
+/// arrives at a step and waits until the benchmark releases it, which it
+/// does once every session has arrived (or fails as soon as one failed).
+struct Steps {
+    n: usize,
+    arrived: [AtomicUsize; Steps::COUNT],
+    released: watch::Sender<usize>,
+    failure: Mutex<Option<String>>,
+}
+
+impl Steps {
+    /// Every RETR is open and has moved its first bytes (memory sample).
+    const FLOWING: usize = 0;
+    /// Every session has a data connection for its RETR, not yet sent.
+    const BEFORE_RETR: usize = 1;
+    /// Every RETR has ended.
+    const RETR_DONE: usize = 2;
+    /// Every session has a data connection for its STOR, not yet sent.
+    const BEFORE_STOR: usize = 3;
+    const COUNT: usize = 4;
+
+    fn new(n: usize) -> Arc<Steps> {
+        Arc::new(Steps {
+            n,
+            arrived: Default::default(),
+            released: watch::Sender::new(0),
+            failure: Mutex::new(None),
+        })
+    }
+
+    /// A session has reached `step`; returns when the benchmark releases it.
+    async fn arrive(&self, step: usize) -> Result<()> {
+        self.arrived[step].fetch_add(1, Ordering::SeqCst);
+        self.released
+            .subscribe()
+            .wait_for(|&released| released > step)
+            .await?;
+        Ok(())
+    }
+
+    fn fail(&self, error: &anyhow::Error) {
+        self.failure
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| format!("{error:#}"));
+    }
+
+    /// Waits until every session has arrived at `step`.
+    async fn all_at(&self, step: usize) -> Result<()> {
+        loop {
+            if let Some(failure) = self.failure.lock().unwrap().clone() {
+                bail!("a session failed: {failure}");
+            }
+            if self.arrived[step].load(Ordering::SeqCst) == self.n {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn release(&self, step: usize) {
+        self.released.send_replace(step + 1);
+    }
+}
+
+/// `n` sessions move the 10 MiB file at the same time, down then up.
+///
+/// The clock of each direction starts at a barrier before the transfer
+/// commands: every session has its data connection open but has not sent
+/// RETR (or STOR), so no server has sent a byte yet; it stops at the last
+/// 226. Starting the clock once data flows instead would leave out what the
+/// servers pushed into the loopback socket buffers (several MiB per
+/// connection, a large part of a 10 MiB file) while the other sessions were
+/// still being set up, and inflate the figure. The memory sample is taken
+/// in a separate, untimed pass with every transfer open.
+async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Result<Concurrent> {
+    let size = contents.len() as u64;
     let setup = Arc::new(Semaphore::new(SETUP_PARALLEL));
-    let ready = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let (go, go_rx) = watch::channel(false);
+    let steps = Steps::new(n);
+    let epoch = Instant::now();
+    // When the last RETR and the last STOR ended, in ns since `epoch`.
+    let ended = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let mut tasks = JoinSet::new();
     for i in 0..n {
-        let (setup, ready, failed, mut go_rx) =
-            (setup.clone(), ready.clone(), failed.clone(), go_rx.clone());
-        let (addr, user, pass, path) = (
-            server.addr,
-            server.user,
-            server.pass,
+        let (setup, steps, ended, contents) = (
+            setup.clone(),
+            steps.clone(),
+            ended.clone(),
+            contents.clone(),
+        );
+        let (addr, user, pass) = (server.addr, server.user, server.pass.clone());
+        let (file, upload) = (
             server.path("10m.bin"),
+            server.path(&format!("up/c-{i}.bin")),
         );
         tasks.spawn(async move {
             let run = async {
-                let permit = setup.acquire().await?;
-                let mut ftp = Ftp::login(addr, source_ip(i), user, pass).await?;
-                let mut data = ftp.begin_retr(&path).await?;
                 let mut buf = vec![0u8; SESSION_BUF];
+                let finished = |which: usize| {
+                    let at = epoch.elapsed().as_nanos() as u64;
+                    ended[which].fetch_max(at, Ordering::SeqCst);
+                };
+
+                // 1. Memory: every transfer open at once.
+                let permit = setup.acquire().await?;
+                let mut ftp = Ftp::login(addr, source_ip(i), user, &pass).await?;
+                let mut data = ftp.begin_retr(&file).await?;
                 let first = data.read(&mut buf).await? as u64;
                 drop(permit);
-                ready.fetch_add(1, Ordering::SeqCst);
-                go_rx.wait_for(|go| *go).await?;
+                steps.arrive(Steps::FLOWING).await?;
                 let rest = ftp::drain(&mut data, &mut buf).await?;
                 drop(data); // as in Ftp::retr
                 ftp.end_transfer().await?;
                 if first + rest != size {
                     bail!("moved {} bytes, expected {size}", first + rest);
                 }
+
+                // 2. RETR, timed.
+                let permit = setup.acquire().await?;
+                let mut data = ftp.open_data().await?;
+                drop(permit);
+                steps.arrive(Steps::BEFORE_RETR).await?;
+                ftp.send_retr(&file).await?;
+                let n = ftp::drain(&mut data, &mut buf).await?;
+                drop(data);
+                ftp.end_transfer().await?;
+                finished(0);
+                if n != size {
+                    bail!("RETR moved {n} bytes, expected {size}");
+                }
+                steps.arrive(Steps::RETR_DONE).await?;
+
+                // 3. STOR, timed.
+                let permit = setup.acquire().await?;
+                let data = ftp.open_data().await?;
+                drop(permit);
+                steps.arrive(Steps::BEFORE_STOR).await?;
+                ftp.send_stor(&upload).await?;
+                ftp.finish_stor(data, &contents, SESSION_BUF).await?;
+                finished(1);
                 ftp.quit().await.ok();
-                Ok(rest)
+                anyhow::Ok(())
             };
             let r = run.await;
-            if r.is_err() {
-                failed.fetch_add(1, Ordering::SeqCst);
+            if let Err(e) = &r {
+                steps.fail(e);
             }
             r
         });
     }
-    while ready.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst) < n {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pss = server.pss()?;
-    let started = Instant::now();
-    go.send(true)?;
-    let mut bytes = 0;
+    let context = || format!("{}: {n} concurrent sessions", server.name);
+
+    steps.all_at(Steps::FLOWING).await.with_context(context)?;
+    let pss = server.pss()? as f64;
+    steps.release(Steps::FLOWING);
+
+    steps
+        .all_at(Steps::BEFORE_RETR)
+        .await
+        .with_context(context)?;
+    let retr_start = epoch.elapsed().as_nanos() as u64;
+    steps.release(Steps::BEFORE_RETR);
+    steps.all_at(Steps::RETR_DONE).await.with_context(context)?;
+    let retr_secs = (ended[0].load(Ordering::SeqCst) - retr_start) as f64 / 1e9;
+    steps.release(Steps::RETR_DONE);
+
+    steps
+        .all_at(Steps::BEFORE_STOR)
+        .await
+        .with_context(context)?;
+    let stor_start = epoch.elapsed().as_nanos() as u64;
+    steps.release(Steps::BEFORE_STOR);
     while let Some(r) = tasks.join_next().await {
-        bytes += r?.with_context(|| format!("{}: {n} concurrent sessions", server.name))?;
+        r?.with_context(context)?;
     }
-    let secs = started.elapsed().as_secs_f64();
+    let stor_secs = (ended[1].load(Ordering::SeqCst) - stor_start) as f64 / 1e9;
+
+    // Every upload complete, then gone before the next run.
+    for i in 0..n {
+        let path = server.disk_dir.join(format!("up/c-{i}.bin"));
+        let len = fs::metadata(&path)?.len();
+        if len != size {
+            bail!("{}: upload {i} stored {len} bytes of {size}", server.name);
+        }
+        fs::remove_file(&path)?;
+    }
+    sync();
+
+    let bytes = (n as u64 * size) as f64;
+    let result = Concurrent {
+        retr: bytes / retr_secs,
+        stor: bytes / stor_secs,
+        pss,
+    };
     eprintln!(
-        "{}: {n} sessions: {:.0} MiB/s, PSS {:.1} MiB",
+        "{}: {n} sessions: RETR {:.0} MiB/s, STOR {:.0} MiB/s, PSS {:.1} MiB",
         server.name,
-        bytes as f64 / secs / MIB as f64,
-        pss as f64 / MIB as f64
+        result.retr / MIB as f64,
+        result.stor / MIB as f64,
+        pss / MIB as f64
     );
-    Ok((bytes as f64 / secs, pss as f64))
+    Ok(result)
 }
 
 /// Loopback TCP throughput, one stream; bytes per second.
@@ -473,7 +681,7 @@ fn prepare_data(work: &Path, big_mib: u64) -> Result<u64> {
     fs::create_dir_all(data.join("list"))?;
     let mut rng = rand::rng();
     let mut chunk = vec![0u8; MIB as usize];
-    for (name, mib) in [("big.bin", big_mib), ("10m.bin", 10)] {
+    for (name, mib) in [("big.bin", big_mib), ("10m.bin", SESSION_FILE_MIB)] {
         let path = data.join(name);
         if fs::metadata(&path).map(|m| m.len()).ok() == Some(mib * MIB) {
             continue;
@@ -500,116 +708,12 @@ fn prepare_data(work: &Path, big_mib: u64) -> Result<u64> {
     Ok(big_mib * MIB)
 }
 
-/// The machine, for the README.
-fn machine() -> Result<String> {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()?.get();
-    let meminfo = fs::read_to_string("/proc/meminfo")?;
-    let mem_kb: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
-    let vsftpd = Command::new("dpkg-query")
+fn vsftpd_version() -> String {
+    Command::new("dpkg-query")
         .args(["-W", "-f", "${Version}", "vsftpd"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let rev = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let mut s = String::new();
-    writeln!(
-        s,
-        "Machine: {cpu}, {cores} CPUs, {:.0} GiB RAM, Linux {}; vsftpd {vsftpd} (Debian); kubeftp at {rev}.",
-        mem_kb as f64 / (1024.0 * 1024.0),
-        kernel.trim()
-    )?;
-    write!(s, "Load average at start: {:.2}.", loadavg())?;
-    Ok(s)
-}
-
-fn table(rows: &[Row]) -> String {
-    let mut s = String::from(
-        "| measurement | kubeftp | vsftpd | kubeftp/vsftpd | load |\n|---|---:|---:|---:|---:|\n",
-    );
-    for r in rows {
-        let fmt = |v: f64| {
-            if v.is_nan() {
-                "failed".to_string()
-            } else if v >= 100.0 {
-                format!("{v:.0} {}", r.unit)
-            } else {
-                format!("{v:.1} {}", r.unit)
-            }
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {:.2} |",
-            r.what,
-            fmt(r.ours),
-            fmt(r.theirs),
-            match r.ours / r.theirs {
-                ratio if ratio.is_nan() => "-".to_string(),
-                ratio => format!("{ratio:.2}"),
-            },
-            r.load
-        );
-    }
-    s
-}
-
-/// The 1-minute load average.
-fn loadavg() -> f32 {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f32::NAN)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn sync() {
-    // SAFETY: sync(2) takes no arguments and cannot fail.
-    unsafe { libc::sync() };
-}
-
-/// 1000 sessions need ~2000 client sockets; the servers inherit the limit.
-fn raise_fd_limit() -> Result<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            bail!("getrlimit: {}", std::io::Error::last_os_error());
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            bail!("setrlimit: {}", std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -617,16 +721,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn medians() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(&mut []).is_nan());
-    }
-
-    #[test]
     fn sources_stay_on_loopback() {
         assert_eq!(source_ip(0), IpAddr::from([127, 0, 0, 2]));
         assert_eq!(source_ip(SOURCE_IPS), IpAddr::from([127, 0, 0, 2]));
         assert!(source_ip(SOURCE_IPS - 1).is_loopback());
+    }
+
+    #[test]
+    fn unmeasured_ceilings_say_so() {
+        assert_eq!(percent(1.0, f64::NAN), "- (not measured)");
+        assert_eq!(percent(f64::NAN, 2.0), "- (not measured)");
+        assert_eq!(percent(1.0, 2.0), "50% of it");
+        assert_eq!(mib_per_s(f64::NAN), "not measured");
+    }
+
+    #[test]
+    fn targets_are_judged_or_marked_unmeasured() {
+        let f = Figures {
+            iperf: 1000.0,
+            disk: f64::NAN,
+            retr: (900.0, 800.0),
+            stor: (f64::NAN, 5.0),
+            idle: (10.0, 200.0),
+            concurrent: vec![(100, (1.0, 2.0), (3.0, 3.0))],
+        };
+        let lines = targets(&f);
+        assert!(
+            lines[0].starts_with("RETR single stream ≥ vsftpd: met"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains(": met"), "{lines:?}");
+        assert!(lines[2].contains("not measured"), "{lines:?}");
+        assert!(lines[3].contains("NOT met"), "{lines:?}");
+        assert!(lines[4].contains(": met"), "{lines:?}");
+        assert!(lines[5].contains(": met (0.05"), "{lines:?}");
     }
 }

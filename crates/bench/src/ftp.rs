@@ -88,7 +88,7 @@ impl Ftp {
     }
 
     /// PASV, then connects the data connection from our source address.
-    async fn open_data(&mut self) -> Result<TcpStream> {
+    pub async fn open_data(&mut self) -> Result<TcpStream> {
         let text = self.expect(Some("PASV"), 2).await?;
         let addr = parse_pasv(&text)?;
         connect_from(self.source, addr).await
@@ -97,8 +97,22 @@ impl Ftp {
     /// Starts a download: returns the data connection after the 150 reply.
     pub async fn begin_retr(&mut self, path: &str) -> Result<TcpStream> {
         let data = self.open_data().await?;
-        self.expect(Some(&format!("RETR {path}")), 1).await?;
+        self.send_retr(path).await?;
         Ok(data)
+    }
+
+    /// RETR on a data connection opened already; waits for the 150.
+    pub async fn send_retr(&mut self, path: &str) -> Result<()> {
+        self.expect(Some(&format!("RETR {path}")), 1)
+            .await
+            .map(|_| ())
+    }
+
+    /// STOR on a data connection opened already; waits for the 150.
+    pub async fn send_stor(&mut self, path: &str) -> Result<()> {
+        self.expect(Some(&format!("STOR {path}")), 1)
+            .await
+            .map(|_| ())
     }
 
     /// Reads the final reply of a transfer.
@@ -117,8 +131,19 @@ impl Ftp {
 
     /// Uploads `contents` to `path`; returns once the server said 226.
     pub async fn stor(&mut self, path: &str, contents: &[u8], chunk: usize) -> Result<()> {
-        let mut data = self.open_data().await?;
-        self.expect(Some(&format!("STOR {path}")), 1).await?;
+        let data = self.open_data().await?;
+        self.send_stor(path).await?;
+        self.finish_stor(data, contents, chunk).await
+    }
+
+    /// Sends `contents` on the data connection of a STOR and closes it;
+    /// returns once the server said 226.
+    pub async fn finish_stor(
+        &mut self,
+        mut data: TcpStream,
+        contents: &[u8],
+        chunk: usize,
+    ) -> Result<()> {
         for piece in contents.chunks(chunk) {
             data.write_all(piece).await?;
         }

@@ -1,30 +1,52 @@
 //! Starting the two servers on loopback with equivalent setups: the same
 //! files (hard links to one copy, so they share the page cache), passive
-//! ranges of the same size, and limits high enough for 1000 sessions.
+//! ranges of the same size, limits high enough for 1000 sessions, and the
+//! same kind of login: a password account on each (see [`LOGINS`]).
 
 use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rand::Rng;
 use tokio::io::AsyncReadExt;
 
 use crate::mem;
 
-/// Passive ports per server (disjoint ranges of the same size).
-pub const PASSIVE_PORTS: u16 = 200;
+/// Passive ports per server: disjoint ranges of the same size, below the
+/// kernel's ephemeral range (32768-60999) so client sockets never hold
+/// them. vsftpd binds a port per PASV, picked at random with 9 tries, and
+/// holds it until the transfer command; the timed concurrent runs open
+/// every data connection before the clock starts, so 1000 sessions hold
+/// 1000 ports at once: a range of 4000 keeps its odds of a failed PASV
+/// below one in a million. kubeftp binds the whole range at startup (its
+/// PSS includes the 4000 listeners) and would manage with 10.
+pub const PASSIVE_PORTS: u16 = 4000;
+pub const KUBEFTP_PASSIVE: u16 = 20000;
+pub const VSFTPD_PASSIVE: u16 = KUBEFTP_PASSIVE + PASSIVE_PORTS;
 const USER: &str = "bench";
-const PASSWORD: &str = "bench-password";
+/// vsftpd's account: a local system user with no shell, made once.
+const VSFTPD_USER: &str = "kubeftp-bench";
+/// vsftpd's PAM service: Debian's `vsftpd` stack without pam_shells (the
+/// account has no shell) and without /etc/ftpusers.
+const PAM_SERVICE: &str = "kubeftp-bench-vsftpd";
+
+/// How each server checks logins, for the report.
+pub const LOGINS: &str = "Logins: both servers check a password for an account that may write: \
+     kubeftp an argon2id hash in its users file (its only kind of writable account), \
+     vsftpd a local system user `kubeftp-bench` through PAM (pam_unix, /etc/shadow; \
+     PAM service kubeftp-bench-vsftpd), chrooted to its directory. The password is \
+     random per run. Logins happen outside every timed window; the idle-memory figure \
+     is taken after them.";
 
 pub struct Server {
     pub name: &'static str,
     pub addr: SocketAddr,
     pub user: &'static str,
-    pub pass: &'static str,
+    pub pass: String,
     /// FTP path of the directory holding the test files.
     pub dir: &'static str,
     /// The same directory on disk.
@@ -93,20 +115,27 @@ fn log_file(path: &Path) -> Result<Stdio> {
     Ok(f.into())
 }
 
+/// A fresh random password, for both servers' accounts.
+pub fn password() -> String {
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| char::from(b'a' + rng.random_range(0..26)))
+        .collect()
+}
+
 /// kubeftp-server with a users file (argon2id hash from `hash-password`).
-/// `env` is added to the server's environment (allocator tunables).
 pub async fn kubeftp(
     bin: &Path,
     work: &Path,
     port: u16,
     passive: u16,
-    env: &[(&str, &str)],
+    password: &str,
 ) -> Result<Server> {
     let base = work.join("kubeftp");
     fresh_dir(&base)?;
     let home = base.join("root").join(USER);
     populate(&work.join("data"), &home)?;
-    let hash = hash_password(bin)?;
+    let hash = hash_password(bin, password)?;
     let users = base.join("users.toml");
     fs::write(
         &users,
@@ -125,7 +154,6 @@ pub async fn kubeftp(
         ),
     )?;
     let child = Command::new(bin)
-        .envs(env.iter().copied())
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())
@@ -138,7 +166,7 @@ pub async fn kubeftp(
         name: "kubeftp",
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         user: USER,
-        pass: PASSWORD,
+        pass: password.to_owned(),
         dir: "",
         disk_dir: home,
         child,
@@ -146,7 +174,7 @@ pub async fn kubeftp(
     wait_ready(server).await
 }
 
-fn hash_password(bin: &Path) -> Result<String> {
+fn hash_password(bin: &Path, password: &str) -> Result<String> {
     let mut child = Command::new(bin)
         .arg("hash-password")
         .stdin(Stdio::piped())
@@ -154,7 +182,7 @@ fn hash_password(bin: &Path) -> Result<String> {
         .spawn()
         .context("kubeftp-server hash-password")?;
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+    child.stdin.take().unwrap().write_all(password.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("kubeftp-server hash-password failed");
@@ -162,25 +190,21 @@ fn hash_password(bin: &Path) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
-/// vsftpd standalone, anonymous with uploads allowed. Its chroot (the anon
-/// root) must not be writable, so the files live in `pub/`, owned by `ftp`.
-pub async fn vsftpd(work: &Path, port: u16, passive: u16) -> Result<Server> {
+/// vsftpd standalone, with the local account [`VSFTPD_USER`] chrooted to
+/// the test files.
+pub async fn vsftpd(work: &Path, port: u16, passive: u16, password: &str) -> Result<Server> {
+    vsftpd_account(password)?;
     let base = work.join("vsftpd");
     fresh_dir(&base)?;
-    let root = base.join("root");
-    let home = root.join("pub");
+    let home = base.join("root");
     populate(&work.join("data"), &home)?;
-    fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
     let status = Command::new("chown")
-        .args(["ftp:ftp"])
+        .arg(format!("{VSFTPD_USER}:"))
         .arg(&home)
         .arg(home.join("up"))
         .status()?;
     if !status.success() {
-        bail!(
-            "chown ftp {} failed (is there an ftp user?)",
-            home.display()
-        );
+        bail!("chown {VSFTPD_USER} {} failed", home.display());
     }
     let config = base.join("vsftpd.conf");
     fs::write(
@@ -188,15 +212,15 @@ pub async fn vsftpd(work: &Path, port: u16, passive: u16) -> Result<Server> {
         format!(
             "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
              background=NO\nseccomp_sandbox=NO\n\
-             anonymous_enable=YES\nlocal_enable=NO\nno_anon_password=YES\n\
-             anon_root={root}\nwrite_enable=YES\nanon_upload_enable=YES\n\
-             anon_mkdir_write_enable=YES\nanon_other_write_enable=YES\nanon_umask=022\n\
+             anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n\
+             pam_service_name={PAM_SERVICE}\nuserlist_enable=NO\n\
+             local_root={home}\nchroot_local_user=YES\nallow_writeable_chroot=YES\n\
              pasv_enable=YES\npasv_min_port={passive}\npasv_max_port={last}\n\
              max_clients=0\nmax_per_ip=0\nidle_session_timeout=3600\n\
              data_connection_timeout=3600\nconnect_from_port_20=NO\n\
              xferlog_enable=YES\nvsftpd_log_file={log}\ndirmessage_enable=NO\n\
              secure_chroot_dir=/var/run/vsftpd/empty\n",
-            root = root.display(),
+            home = home.display(),
             last = passive + PASSIVE_PORTS - 1,
             log = work.join("vsftpd-xfer.log").display(),
         ),
@@ -212,13 +236,51 @@ pub async fn vsftpd(work: &Path, port: u16, passive: u16) -> Result<Server> {
     let server = Server {
         name: "vsftpd",
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        user: "anonymous",
-        pass: "bench@",
-        dir: "/pub",
+        user: VSFTPD_USER,
+        pass: password.to_owned(),
+        dir: "",
         disk_dir: home,
         child,
     };
     wait_ready(server).await
+}
+
+/// Makes the system user vsftpd logs in (no home, no shell) if missing,
+/// sets its password, and writes its PAM service.
+fn vsftpd_account(password: &str) -> Result<()> {
+    let exists = Command::new("id")
+        .arg(VSFTPD_USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success();
+    if !exists {
+        let status = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+            .args(["--shell", "/usr/sbin/nologin", VSFTPD_USER])
+            .status()
+            .context("useradd")?;
+        if !status.success() {
+            bail!("useradd {VSFTPD_USER} failed (run as root)");
+        }
+    }
+    let mut child = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("chpasswd")?;
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{VSFTPD_USER}:{password}")?;
+    if !child.wait()?.success() {
+        bail!("chpasswd for {VSFTPD_USER} failed");
+    }
+    fs::write(
+        Path::new("/etc/pam.d").join(PAM_SERVICE),
+        "# kubeftp-bench (make bench-ftp): Debian's vsftpd PAM stack without\n\
+         # /etc/ftpusers and pam_shells; its one user has no shell.\n\
+         @include common-account\n@include common-session\n@include common-auth\n",
+    )
+    .context("writing the PAM service")?;
+    Ok(())
 }
 
 /// Waits until the server answers with a banner.

@@ -1,0 +1,254 @@
+//! `kubeftp-bench`: the benchmarks of issue 8.
+//!
+//! - `kubeftp-bench ftp` (`make bench-ftp`): kubeftp-server against vsftpd
+//!   on loopback.
+//! - `kubeftp-bench operator` (`make bench-operator`): the operator with
+//!   500 FtpServers on a real control plane.
+//!
+//! Each prints a Markdown table for the README. Benchmarks judge their
+//! targets in their output, never in `make test`.
+
+mod bench_ftp;
+mod bench_operator;
+mod ftp;
+mod mem;
+mod servers;
+
+use std::fmt::Write as _;
+use std::fs;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+pub const MIB: u64 = 1024 * 1024;
+
+#[derive(Parser)]
+#[command(about = "kubeftp's benchmarks (issue 8)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// kubeftp-server against vsftpd on loopback (root; ~15 minutes).
+    Ftp(bench_ftp::Args),
+    /// The operator with many FtpServers on a real control plane.
+    Operator(bench_operator::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Bench::Ftp(args) => runtime.block_on(bench_ftp::run(args)),
+        Bench::Operator(args) => runtime.block_on(bench_operator::run(args)),
+    }
+}
+
+/// One row of a side-by-side result table.
+pub struct Row {
+    what: String,
+    ours: f64,
+    theirs: f64,
+    unit: &'static str,
+    load: f32,
+}
+
+impl Row {
+    pub fn new(what: String, (ours, theirs): (f64, f64), unit: &'static str, load: f32) -> Row {
+        Row {
+            what,
+            ours,
+            theirs,
+            unit,
+            load,
+        }
+    }
+}
+
+/// A Markdown table of `rows`: both figures, their ratio and the load.
+pub fn table(rows: &[Row], (ours, theirs): (&str, &str)) -> String {
+    let mut s = format!(
+        "| measurement | {ours} | {theirs} | {ours}/{theirs} | load |\n|---|---:|---:|---:|---:|\n"
+    );
+    for r in rows {
+        let fmt = |v: f64| {
+            if v.is_nan() {
+                "failed".to_string()
+            } else {
+                format!("{} {}", number(v), r.unit)
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.2} |",
+            r.what,
+            fmt(r.ours),
+            fmt(r.theirs),
+            match r.ours / r.theirs {
+                ratio if ratio.is_nan() => "-".to_string(),
+                ratio => format!("{ratio:.2}"),
+            },
+            r.load
+        );
+    }
+    s
+}
+
+/// A figure with as many decimals as it needs: 1234, 12.3, 0.123.
+pub fn number(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A target judged on a measured ratio.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    Met(f64),
+    Missed(f64),
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn at_least(value: f64, min: f64) -> Verdict {
+        Self::judge(value, value >= min)
+    }
+
+    pub fn at_most(value: f64, max: f64) -> Verdict {
+        Self::judge(value, value <= max)
+    }
+
+    fn judge(value: f64, ok: bool) -> Verdict {
+        match value {
+            v if v.is_nan() || v.is_infinite() => Verdict::NotMeasured,
+            v if ok => Verdict::Met(v),
+            v => Verdict::Missed(v),
+        }
+    }
+
+    /// "`what`: met (1.05×)", "`what`: NOT met (0.93×)", "`what`: not measured".
+    pub fn line(&self, what: &str, unit: &str) -> String {
+        match self {
+            Verdict::Met(v) => format!("{what}: met ({v:.2}{unit})"),
+            Verdict::Missed(v) => format!("{what}: NOT met ({v:.2}{unit})"),
+            Verdict::NotMeasured => format!("{what}: not measured"),
+        }
+    }
+}
+
+/// The machine, for the README.
+pub fn machine() -> Result<String> {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo")?;
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()?.get();
+    let meminfo = fs::read_to_string("/proc/meminfo")?;
+    let mem_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let rev = command_output("git", &["rev-parse", "--short", "HEAD"]);
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let mut s = String::new();
+    writeln!(
+        s,
+        "Machine: {cpu}, {cores} CPUs, {:.0} GiB RAM, Linux {}; kubeftp at {rev}; {date}.",
+        mem_kb as f64 / (1024.0 * 1024.0),
+        kernel.trim()
+    )?;
+    write!(s, "Load average at start: {:.2}.", loadavg())?;
+    Ok(s)
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> f32 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f32::NAN)
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+pub fn sync() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+/// 1000 sessions need ~2000 client sockets; the servers inherit the limit.
+pub fn raise_fd_limit() -> Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit: {}", std::io::Error::last_os_error());
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            bail!("setrlimit: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(Verdict::at_least(1.2, 1.0), Verdict::Met(1.2));
+        assert_eq!(Verdict::at_least(0.9, 1.0), Verdict::Missed(0.9));
+        assert_eq!(Verdict::at_most(0.05, 0.1), Verdict::Met(0.05));
+        assert_eq!(Verdict::at_least(f64::NAN, 1.0), Verdict::NotMeasured);
+        assert_eq!(Verdict::at_least(1.0 / 0.0, 1.0), Verdict::NotMeasured);
+        assert_eq!(Verdict::Missed(0.5).line("x", "×"), "x: NOT met (0.50×)");
+    }
+
+    #[test]
+    fn table_marks_failures() {
+        let rows = [Row::new("a".into(), (2.0, f64::NAN), "MiB/s", 0.5)];
+        let t = table(&rows, ("kubeftp", "vsftpd"));
+        assert!(t.contains("| a | 2.0 MiB/s | failed | - | 0.50 |"), "{t}");
+    }
+}
