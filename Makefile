@@ -72,7 +72,7 @@ e2e: deps deps-cluster tools images
 	./e2e/local/up.sh >/dev/null || exit 1; \
 	KUBECONFIG=$(CLUSTER_STATE)/kubeconfig PATH=$(TOOLS_BIN):$$PATH \
 		KUBEFTP_E2E_SPARE_LB_IP=$(SPARE_LB_IP) ./e2e/test.sh; status=$$?; \
-	[ -n "$$running" ] || $(MAKE) -s down; \
+	[ -n "$$running" ] || target/debug/kubeftp-cluster down; \
 	exit $$status
 
 ## Regenerate the FtpServer CRD (crds/ and the Helm chart) from crates/api.

@@ -1,13 +1,13 @@
 //! The cluster as a background process: `up` starts `run` detached and
 //! waits for its kubeconfig; `down` stops it and removes what is left.
 
-use std::fs::{self, File};
-use std::os::unix::process::CommandExt;
+use std::ffi::OsString;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use kubeftp_testenv::background::Background;
 use kubeftp_testenv::{ControlPlane, Network, Options};
 
 use crate::layout::*;
@@ -17,82 +17,41 @@ use crate::{cleanup, network, node, storage};
 const START_TIMEOUT: Duration = Duration::from_secs(300);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The daemon's own log, beside (not in) the state directory, so that it
+/// The pid file, the kubeconfig (written once ready) and the daemon's own
+/// log, which sits beside the state directory, not in it, so that it
 /// survives the teardown for a look after a failure.
-fn log_path(dirs: &Dirs) -> PathBuf {
-    dirs.state.with_extension("log")
-}
-
-/// The pid in the pid file, if that process still runs.
-fn running_pid(dirs: &Dirs) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(dirs.pid_file())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    // SAFETY: signal 0 only checks that the process exists.
-    (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+fn background(dirs: &Dirs) -> Background {
+    Background {
+        pid_file: dirs.pid_file(),
+        ready_file: dirs.kubeconfig(),
+        log: dirs.state.with_extension("log"),
+    }
 }
 
 /// Starts `run` detached and waits until the cluster is ready.
 pub fn up(dirs: &Dirs, images: Option<&Path>) -> Result<PathBuf> {
-    if running_pid(dirs).is_some() && dirs.kubeconfig().exists() {
-        eprintln!("already running (pid file {})", dirs.pid_file().display());
-        return Ok(dirs.kubeconfig());
+    let background = background(dirs);
+    if background.is_up() {
+        eprintln!(
+            "already running (pid file {})",
+            background.pid_file.display()
+        );
+        return Ok(background.ready_file);
     }
-    let log_file = log_path(dirs);
-    if let Some(parent) = log_file.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let log =
-        File::create(&log_file).with_context(|| format!("creating {}", log_file.display()))?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command.arg("run").arg("--dir").arg(&dirs.state);
+    let mut args: Vec<OsString> = vec!["run".into(), "--dir".into(), dirs.state.clone().into()];
     if let Some(images) = images {
-        command.arg("--images").arg(images);
+        args.extend(["--images".into(), images.as_os_str().to_owned()]);
     }
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Its own process group: a Ctrl-C in the shell that ran `up` must
-        // not reach it.
-        .process_group(0)
-        .spawn()
-        .context("starting `kubeftp-cluster run`")?;
-    let started = Instant::now();
-    while !dirs.kubeconfig().exists() {
-        if let Some(status) = child.try_wait()? {
-            let log = fs::read_to_string(&log_file).unwrap_or_default();
-            bail!("the cluster exited ({status}):\n{log}");
-        }
-        if started.elapsed() > START_TIMEOUT {
-            let _ = child.kill();
-            bail!(
-                "the cluster was not ready in {START_TIMEOUT:?}; see {}",
-                log_file.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(dirs.kubeconfig())
+    background
+        .start(&args, START_TIMEOUT)
+        .context("starting the cluster")?;
+    Ok(background.ready_file)
 }
 
 /// Stops the cluster (SIGTERM, then SIGKILL) and removes whatever is left,
 /// also of a cluster whose process died.
 pub fn down(dirs: &Dirs) -> Result<()> {
-    if let Some(pid) = running_pid(dirs) {
-        // SAFETY: plain system calls on the pid we started.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let started = Instant::now();
-        while running_pid(dirs).is_some() {
-            if started.elapsed() > STOP_TIMEOUT {
-                // Its children die with it (parent-death signal).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    if let Some(pid) = background(dirs).stop(STOP_TIMEOUT) {
         eprintln!("stopped the cluster (pid {pid})");
     }
     cleanup::everything(dirs)
@@ -101,7 +60,8 @@ pub fn down(dirs: &Dirs) -> Result<()> {
 /// Runs the cluster in the foreground until SIGINT or SIGTERM, then
 /// removes everything it made.
 pub fn run(dirs: &Dirs, images: Option<&Path>) -> Result<()> {
-    if let Some(pid) = running_pid(dirs)
+    let background = background(dirs);
+    if let Some(pid) = background.running_pid()
         && pid != std::process::id() as i32
     {
         bail!("a cluster already runs (pid {pid}); `kubeftp-cluster down` stops it");
@@ -109,7 +69,7 @@ pub fn run(dirs: &Dirs, images: Option<&Path>) -> Result<()> {
     cleanup::everything(dirs).context("removing a previous cluster's leftovers")?;
     fs::create_dir_all(&dirs.state)
         .with_context(|| format!("creating {}", dirs.state.display()))?;
-    fs::write(dirs.pid_file(), std::process::id().to_string())?;
+    background.record_self()?;
     let images = match images {
         Some(dir) => image_archives(dir)?,
         None => Vec::new(),

@@ -40,6 +40,13 @@ fn up_serves_kubectl_and_down_cleans_up() -> Result<()> {
     let parent = tempfile::tempdir()?;
     let dir = parent.path().join("cluster");
 
+    // A descriptor the caller leaves open to children, as `flock FILE
+    // make up` does: the background process must not hold it.
+    let held = parent.path().join("held.lock");
+    let file = std::fs::File::create(&held)?;
+    // SAFETY: clears FD_CLOEXEC on a descriptor we own.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_SETFD, 0) };
+
     let printed = testenv(&["up"], &dir)?;
     let kubeconfig = dir.join("kubeconfig");
     ensure!(
@@ -47,6 +54,15 @@ fn up_serves_kubectl_and_down_cleans_up() -> Result<()> {
         "{printed}"
     );
     let pid: u32 = std::fs::read_to_string(dir.join("pid"))?.trim().parse()?;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let target = std::fs::read_link(fd?.path()).unwrap_or_default();
+        ensure!(
+            target != held,
+            "the background process inherited {}",
+            held.display()
+        );
+    }
+    drop(file);
 
     // A second `up` finds the running one instead of starting another.
     testenv(&["up"], &dir)?;

@@ -24,7 +24,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Also run kube-controller-manager (garbage collector, namespace,
-    /// Deployment, ReplicaSet, StatefulSet and service-account controllers).
+    /// Deployment, ReplicaSet, StatefulSet, service-account and volume
+    /// binding controllers).
     pub controller_manager: bool,
     /// Where the binaries are; default [`tools::tools_dir`].
     pub tools_dir: Option<PathBuf>,
@@ -387,6 +388,10 @@ const CONTROLLERS: &[&str] = &[
     "statefulset-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
+    // Claims bind to volumes, and deleted claims and volumes can go.
+    "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
 ];
 
 /// Removes temp directories left by processes that died without cleaning

@@ -57,6 +57,9 @@ pub enum Error {
 
     #[error("the shared control plane failed to start: {0}")]
     Shared(String),
+
+    #[error("the background process: {0}")]
+    Background(String),
 }
 
 /// Adds context to an I/O result.

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod background;
 mod control_plane;
 mod error;
 mod kubeconfig;
