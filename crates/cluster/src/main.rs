@@ -8,21 +8,12 @@
 //!   kubeftp-cluster run  [--images DIR]  run in the foreground until SIGINT/SIGTERM
 //!   kubeftp-cluster load FILE.tar...     import OCI image archives into the node
 
-mod cleanup;
-mod command;
-mod daemon;
-mod layout;
-mod load_balancer;
-mod network;
-mod node;
-mod storage;
-
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-use crate::layout::Dirs;
+use kubeftp_cluster::layout::Dirs;
+use kubeftp_cluster::{daemon, node};
 
 #[derive(Parser)]
 #[command(about = "A local single-node Kubernetes cluster for kubeftp's end-to-end tests")]
