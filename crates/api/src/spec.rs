@@ -471,6 +471,17 @@ pub struct TlsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub implicit_port: Option<i32>,
+    /// Refuse a protected data connection unless its TLS handshake resumes
+    /// the control connection's TLS session (default true). This proves the
+    /// data connection comes from the same client, which matters most
+    /// behind load balancers that hide client addresses. curl, lftp,
+    /// FileZilla and WinSCP resume; turn it off only for clients that can't.
+    #[serde(default = "default_true")]
+    pub require_session_reuse: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Whether clients must use TLS.

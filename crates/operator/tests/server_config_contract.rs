@@ -30,11 +30,12 @@ fn settings_reach_the_server() {
         "
 users: {secretName: u}
 limits: {maxLoginAttempts: 5, maxFailedLoginsPerIP: 50, lockoutSeconds: 900}
-tls: {secretName: cert, implicitPort: 990}
+tls: {secretName: cert, implicitPort: 990, requireSessionReuse: false}
 shutdownGraceSeconds: 120
 storage: {emptyDir: {}}
 ",
     );
+    assert!(!config.tls.require_session_reuse);
     assert_eq!(config.limits.max_login_attempts, 5);
     assert_eq!(config.limits.max_failed_logins_per_ip, 50);
     assert_eq!(config.limits.lockout_seconds, 900);

@@ -85,6 +85,7 @@ struct Tls {
     key_file: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     implicit_listen: Option<String>,
+    require_session_reuse: bool,
 }
 
 #[derive(Serialize)]
@@ -143,6 +144,7 @@ pub fn server_toml(spec: &FtpServerSpec) -> String {
             implicit_listen: tls
                 .implicit_port
                 .map(|_| format!("0.0.0.0:{CONTAINER_IMPLICIT_TLS_PORT}")),
+            require_session_reuse: tls.require_session_reuse,
         }),
         ops: Ops {
             listen: format!("0.0.0.0:{CONTAINER_OPS_PORT}"),
@@ -248,6 +250,7 @@ storage: {emptyDir: {}}
         assert_eq!(tls["key-file"].as_str(), Some("/etc/kubeftp/tls/tls.key"));
         // The Service maps the implicitPort to this fixed container port.
         assert_eq!(tls["implicit-listen"].as_str(), Some("0.0.0.0:9990"));
+        assert_eq!(tls["require-session-reuse"].as_bool(), Some(true));
     }
 
     #[test]
