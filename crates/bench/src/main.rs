@@ -96,9 +96,11 @@ pub fn table(rows: &[Row], (ours, theirs): (&str, &str)) -> String {
     s
 }
 
-/// A figure with as many decimals as it needs: 1234, 12.3, 0.123.
+/// A figure with as many decimals as it needs: 1234, 12.3, 0.123; counts
+/// as integers.
 pub fn number(v: f64) -> String {
-    if v.abs() >= 100.0 {
+    let v = v + 0.0; // no "-0" for an empty sum
+    if v == v.trunc() || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")
@@ -246,9 +248,18 @@ mod tests {
     }
 
     #[test]
+    fn numbers() {
+        assert_eq!(number(-0.0), "0");
+        assert_eq!(number(40.0), "40");
+        assert_eq!(number(1234.4), "1234");
+        assert_eq!(number(12.34), "12.3");
+        assert_eq!(number(0.1234), "0.123");
+    }
+
+    #[test]
     fn table_marks_failures() {
         let rows = [Row::new("a".into(), (2.0, f64::NAN), "MiB/s", 0.5)];
         let t = table(&rows, ("kubeftp", "vsftpd"));
-        assert!(t.contains("| a | 2.0 MiB/s | failed | - | 0.50 |"), "{t}");
+        assert!(t.contains("| a | 2 MiB/s | failed | - | 0.50 |"), "{t}");
     }
 }

@@ -16,16 +16,16 @@ use tokio::io::AsyncReadExt;
 
 use crate::mem;
 
-/// Passive ports per server: disjoint ranges of the same size, below the
-/// kernel's ephemeral range (32768-60999) so client sockets never hold
-/// them. vsftpd binds a port per PASV, picked at random with 9 tries, and
+/// Passive ports per server: disjoint ranges of the same size, between the
+/// control ports (21210, 21211) and the kernel's ephemeral range
+/// (32768-60999), so client sockets never hold them. vsftpd binds a port per PASV, picked at random with 9 tries, and
 /// holds it until the transfer command; the timed concurrent runs open
 /// every data connection before the clock starts, so 1000 sessions hold
 /// 1000 ports at once: a range of 4000 keeps its odds of a failed PASV
 /// below one in a million. kubeftp binds the whole range at startup (its
 /// PSS includes the 4000 listeners) and would manage with 10.
 pub const PASSIVE_PORTS: u16 = 4000;
-pub const KUBEFTP_PASSIVE: u16 = 20000;
+pub const KUBEFTP_PASSIVE: u16 = 22000;
 pub const VSFTPD_PASSIVE: u16 = KUBEFTP_PASSIVE + PASSIVE_PORTS;
 const USER: &str = "bench";
 /// vsftpd's account: a local system user with no shell, made once.
@@ -245,7 +245,7 @@ pub async fn vsftpd(work: &Path, port: u16, passive: u16, password: &str) -> Res
     wait_ready(server).await
 }
 
-/// Makes the system user vsftpd logs in (no home, no shell) if missing,
+/// Makes the system user vsftpd logs in (home /, no shell) if missing,
 /// sets its password, and writes its PAM service.
 fn vsftpd_account(password: &str) -> Result<()> {
     let exists = Command::new("id")
@@ -256,7 +256,7 @@ fn vsftpd_account(password: &str) -> Result<()> {
         .success();
     if !exists {
         let status = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+            .args(["--system", "--no-create-home", "--home-dir", "/"])
             .args(["--shell", "/usr/sbin/nologin", VSFTPD_USER])
             .status()
             .context("useradd")?;
