@@ -15,6 +15,7 @@ mod transfers;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +65,8 @@ pub struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
     local: SocketAddr,
+    /// The control connection's socket, to see whether the client hung up.
+    control_fd: RawFd,
     control: ControlConn<MaybeTls>,
     /// The TLS configuration of this session once the control connection is
     /// protected; data connections use the same one (and its session cache).
@@ -81,8 +84,7 @@ pub struct Session {
     rename_from: Option<VPath>,
     /// A command that arrived during a transfer, handled after it.
     deferred: Option<Line>,
-    /// The client closed the control connection during an upload, which
-    /// then ran to its end.
+    /// The client closed the control connection during a transfer.
     control_closed: bool,
     /// The code of the last reply sent, for metrics.
     last_code: u16,
@@ -101,6 +103,7 @@ impl Session {
         // Replies are small, complete writes: send each at once. With Nagle,
         // a 226 right after a 150 waits for the client's delayed ACK (40 ms).
         tcp.set_nodelay(true)?;
+        let control_fd = tcp.as_raw_fd();
         let (stream, tls) = match (implicit_tls, &shared.tls) {
             (true, Some(tls)) => {
                 let certificate = tls.borrow().clone();
@@ -120,6 +123,7 @@ impl Session {
             shared,
             peer,
             local,
+            control_fd,
             control: ControlConn::new(stream),
             // Implicit FTPS protects data connections from the start.
             protect_data: tls.is_some(),

@@ -21,20 +21,10 @@ use crate::vpath::VPath;
 pub(super) enum Outcome<T> {
     Finished(io::Result<T>),
     Aborted,
-    /// The client closed the control connection during a download.
+    /// The client closed the control connection without QUIT.
     ControlClosed,
     /// The shutdown grace period ran out.
     ShuttingDown,
-}
-
-/// What a transfer does when the client closes the control connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnHangUp {
-    /// Stop: nobody is left to tell whether a download arrived.
-    Stop,
-    /// Let the data connection decide: an upload that reaches EOF is
-    /// complete (clients may QUIT and close before reading the 226).
-    Finish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +71,7 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let job = transfer::send_listing(entries, data, format, progress.clone());
-        let outcome = self.supervise(job, &progress, OnHangUp::Stop).await?;
+        let outcome = self.supervise(job, &progress).await?;
         self.log_transfer(kind.verb(), &path, &progress, started, &outcome);
         self.conclude(outcome.map(|_| ()), "Directory send OK")
             .await
@@ -129,7 +119,7 @@ impl Session {
                 }
             }
         };
-        let outcome = self.supervise(job, &progress, OnHangUp::Stop).await?;
+        let outcome = self.supervise(job, &progress).await?;
         self.log_transfer("RETR", &path, &progress, started, &outcome);
         self.conclude(outcome.map(|_| ()), "Transfer complete")
             .await
@@ -178,9 +168,15 @@ impl Session {
                 Ok(upload)
             }
         };
-        // Only a data connection that ended cleanly commits the upload,
-        // whatever became of the control connection meanwhile.
-        let outcome = match self.supervise(job, &progress, OnHangUp::Finish).await? {
+        // A data connection that ended cleanly is the whole file, unless
+        // the client went away without QUIT: a client that dies closes both
+        // connections cleanly, and its upload must not replace the target.
+        // One that sent QUIT has finished sending and may leave before the
+        // 226.
+        let outcome = match self.supervise(job, &progress).await? {
+            Outcome::Finished(Ok(_)) if !self.quit_deferred() && self.control_hung_up() => {
+                Outcome::ControlClosed
+            }
             Outcome::Finished(Ok(upload)) => {
                 Outcome::Finished(upload.commit().await.map_err(|e| match e {
                     StorageError::Io(io) => io,
@@ -203,7 +199,6 @@ impl Session {
         &mut self,
         job: impl std::future::Future<Output = io::Result<T>>,
         progress: &Progress,
-        on_hang_up: OnHangUp,
     ) -> io::Result<Outcome<T>> {
         tokio::pin!(job);
         let stopping = self.shared.stopping.clone();
@@ -217,11 +212,7 @@ impl Session {
                     let command = match &line {
                         Line::Closed => {
                             self.control_closed = true;
-                            if on_hang_up == OnHangUp::Stop {
-                                return Ok(Outcome::ControlClosed);
-                            }
-                            reading = false;
-                            continue;
+                            return Ok(Outcome::ControlClosed);
                         }
                         Line::Command(text) => command::parse(text).ok(),
                         Line::TooLong | Line::NotUtf8 => None,
@@ -243,6 +234,29 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Whether the command held back during the transfer is QUIT.
+    fn quit_deferred(&self) -> bool {
+        matches!(&self.deferred, Some(Line::Command(text))
+            if matches!(command::parse(text), Ok(Command::Quit)))
+    }
+
+    /// Whether the client has closed its side of the control connection
+    /// (seen by the loop, or pending: its FIN may arrive with the data's).
+    fn control_hung_up(&self) -> bool {
+        if self.control_closed {
+            return true;
+        }
+        let mut fd = libc::pollfd {
+            fd: self.control_fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout; the fd is owned by
+        // `self.control` and outlives this call.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready > 0 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     }
 
     /// The final reply of a transfer.
