@@ -122,3 +122,113 @@ fn bad_settings_are_refused_with_a_clear_message() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// Reads the banner until the line saying where it listens.
+fn wait_listening(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.contains("listening on") {
+            return line;
+        }
+    }
+    panic!("the server never said where it listens");
+}
+
+/// Sends FTP commands one by one on a raw connection; returns the replies.
+fn converse(addr: &str, commands: &[&str]) -> Vec<String> {
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut read_reply = || {
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            reply.push_str(&line);
+            // The last line of a reply is "NNN text".
+            if line.len() >= 4 && line.as_bytes()[3] == b' ' {
+                return reply;
+            }
+        }
+    };
+    let mut replies = vec![read_reply()];
+    for command in commands {
+        writer
+            .write_all(format!("{command}\r\n").as_bytes())
+            .unwrap();
+        replies.push(read_reply());
+    }
+    replies
+}
+
+/// Flags win over the config file; --anonymous gives read-only access.
+#[test]
+fn flags_override_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file_root, flag_root) = (dir.path().join("from-file"), dir.path().join("from-flag"));
+    std::fs::create_dir_all(&file_root).unwrap();
+    std::fs::create_dir_all(&flag_root).unwrap();
+    std::fs::write(flag_root.join("visible.txt"), "hi").unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\nroot = \"{}\"\n[passive]\nports = \"31100-31109\"\nadvertised-address = \"192.0.2.1\"\n",
+            file_root.display()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", &listen, "--anonymous"])
+        .args(["--advertised-address", "198.51.100.7"])
+        .arg("--root")
+        .arg(&flag_root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let banner = wait_listening(&mut child);
+    let _guard = Running(child);
+    assert!(banner.contains(&listen), "{banner}");
+
+    // Anonymous works, sees the flag's root, and may not write.
+    let replies = converse(
+        &listen,
+        &[
+            "USER anonymous",
+            "PASS guest",
+            "PASV",
+            "MKD nope",
+            "SIZE visible.txt",
+            "QUIT",
+        ],
+    );
+    assert!(replies[2].starts_with("230"), "{replies:?}");
+    assert!(replies[5].starts_with("213 2"), "{replies:?}");
+    // The file's address is overridden by the flag's.
+    assert!(
+        replies[3].starts_with("227") && replies[3].contains("(198,51,100,7,"),
+        "{replies:?}"
+    );
+    let port = |reply: &str| -> u16 {
+        let numbers: Vec<u16> = reply[reply.find('(').unwrap() + 1..reply.find(')').unwrap()]
+            .split(',')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        numbers[4] * 256 + numbers[5]
+    };
+    assert!((31100..=31109).contains(&port(&replies[3])), "{replies:?}");
+    assert!(
+        replies[4].starts_with("550"),
+        "anonymous may not write: {replies:?}"
+    );
+    assert!(!file_root.join("nope").exists() && !flag_root.join("nope").exists());
+}
