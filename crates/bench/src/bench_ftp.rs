@@ -66,6 +66,9 @@ pub struct Args {
     /// Seconds of PASV+LIST round trips per server and run.
     #[arg(long, default_value_t = 2)]
     list_seconds: u64,
+    /// Run kubeftp alone (for profiling it); vsftpd's columns read n/a.
+    #[arg(long)]
+    kubeftp_only: bool,
 }
 
 /// (kubeftp, vsftpd).
@@ -146,7 +149,10 @@ pub async fn run(args: Args) -> Result<()> {
         let (ours, theirs) = start_both(&args, &work, &password).await?;
         let load = loadavg();
         let a = idle_pss(&ours, args.idle).await?;
-        let b = idle_pss(&theirs, args.idle).await?;
+        let b = match &theirs {
+            Some(theirs) => idle_pss(theirs, args.idle).await?,
+            None => f64::NAN,
+        };
         figures.idle = (a, b);
         rows.push(Row::new(
             format!("{} idle logged-in sessions: PSS per session", args.idle),
@@ -164,12 +170,15 @@ pub async fn run(args: Args) -> Result<()> {
         let load = loadavg();
         let a = concurrent(&ours, n, &session_file).await?;
         // A server that cannot serve them all is reported, not fatal.
-        let b = concurrent(&theirs, n, &session_file)
-            .await
-            .unwrap_or_else(|e| {
-                println!("{} failed {n} concurrent sessions: {e:#}\n", theirs.name);
-                Concurrent::failed()
-            });
+        let b = match &theirs {
+            Some(theirs) => concurrent(theirs, n, &session_file)
+                .await
+                .unwrap_or_else(|e| {
+                    println!("{} failed {n} concurrent sessions: {e:#}\n", theirs.name);
+                    Concurrent::failed()
+                }),
+            None => Concurrent::failed(),
+        };
         let what = |s: &str| format!("{n} sessions × {s} {SESSION_FILE_MIB} MiB");
         rows.push(Row::new(
             what("RETR") + ": aggregate throughput",
@@ -200,12 +209,17 @@ pub async fn run(args: Args) -> Result<()> {
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
         let mut ftp_a = Ftp::login(ours.addr, localhost(), ours.user, &ours.pass).await?;
-        let mut ftp_b = Ftp::login(theirs.addr, localhost(), theirs.user, &theirs.pass).await?;
+        let mut ftp_b = match &theirs {
+            Some(t) => Some(Ftp::login(t.addr, localhost(), t.user, &t.pass).await?),
+            None => None,
+        };
         let mut buf = vec![0u8; CLIENT_BUF];
         retr(&mut ftp_a, &ours, big, &mut buf).await?; // page cache warm-up
         for _ in 0..args.runs {
             a.push(retr(&mut ftp_a, &ours, big, &mut buf).await?);
-            b.push(retr(&mut ftp_b, &theirs, big, &mut buf).await?);
+            if let (Some(ftp), Some(t)) = (&mut ftp_b, &theirs) {
+                b.push(retr(ftp, t, big, &mut buf).await?);
+            }
         }
         figures.retr = (median(&mut a), median(&mut b));
         rows.push(Row::new(
@@ -218,7 +232,9 @@ pub async fn run(args: Args) -> Result<()> {
         let (mut a, mut b) = (vec![], vec![]);
         for _ in 0..args.runs {
             a.push(stor(&mut ftp_a, &ours, &contents).await?);
-            b.push(stor(&mut ftp_b, &theirs, &contents).await?);
+            if let (Some(ftp), Some(t)) = (&mut ftp_b, &theirs) {
+                b.push(stor(ftp, t, &contents).await?);
+            }
         }
         figures.stor = (median(&mut a), median(&mut b));
         rows.push(Row::new(
@@ -231,7 +247,9 @@ pub async fn run(args: Args) -> Result<()> {
         let (mut a, mut b) = (vec![], vec![]);
         for _ in 0..3 {
             a.push(list_rate(&mut ftp_a, &ours, args.list_seconds).await?);
-            b.push(list_rate(&mut ftp_b, &theirs, args.list_seconds).await?);
+            if let (Some(ftp), Some(t)) = (&mut ftp_b, &theirs) {
+                b.push(list_rate(ftp, t, args.list_seconds).await?);
+            }
         }
         rows.push(Row::new(
             "PASV+LIST round trips, one client".into(),
@@ -240,7 +258,9 @@ pub async fn run(args: Args) -> Result<()> {
             load,
         ));
         ftp_a.quit().await.ok();
-        ftp_b.quit().await.ok();
+        if let Some(ftp) = ftp_b {
+            ftp.quit().await.ok();
+        }
     }
 
     println!("{}", table(&rows, ("kubeftp", "vsftpd")));
@@ -251,7 +271,7 @@ pub async fn run(args: Args) -> Result<()> {
         percent(figures.retr.0, figures.iperf)
     );
     println!(
-        "- sequential write of {} MiB then fsync, same filesystem (median of 3): {}; kubeftp STOR reaches {}",
+        "- sequential write of {} MiB (writeback started every 8 MiB) then fsync, same filesystem (median of 3): {}; kubeftp STOR reaches {}",
         args.big_mib,
         mib_per_s(figures.disk),
         percent(figures.stor.0, figures.disk)
@@ -308,7 +328,8 @@ fn percent(part: f64, whole: f64) -> String {
     }
 }
 
-async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server, Server)> {
+/// kubeftp, and vsftpd unless `--kubeftp-only`.
+async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server, Option<Server>)> {
     let ours = servers::kubeftp(
         &args.server_bin,
         work,
@@ -317,8 +338,11 @@ async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server,
         password,
     )
     .await?;
+    if args.kubeftp_only {
+        return Ok((ours, None));
+    }
     let theirs = servers::vsftpd(work, 21211, servers::VSFTPD_PASSIVE, password).await?;
-    Ok((ours, theirs))
+    Ok((ours, Some(theirs)))
 }
 
 fn localhost() -> IpAddr {
@@ -592,6 +616,7 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
         .all_at(Steps::BEFORE_RETR)
         .await
         .with_context(context)?;
+    eprintln!("{}: {n} sessions: RETR starts", server.name);
     let retr_start = epoch.elapsed().as_nanos() as u64;
     steps.release(Steps::BEFORE_RETR);
     steps.all_at(Steps::RETR_DONE).await.with_context(context)?;
@@ -602,6 +627,7 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
         .all_at(Steps::BEFORE_STOR)
         .await
         .with_context(context)?;
+    eprintln!("{}: {n} sessions: STOR starts", server.name);
     let stor_start = epoch.elapsed().as_nanos() as u64;
     steps.release(Steps::BEFORE_STOR);
     while let Some(r) = tasks.join_next().await {
@@ -659,12 +685,30 @@ fn iperf3() -> Result<f64> {
 }
 
 /// Sequential write of `contents` then fsync, as a STOR ceiling; bytes/s.
+/// Writeback starts every 8 MiB as the data goes in (as kubeftp does for
+/// uploads), so the disk works during the writes, not only in the fsync.
 fn disk_write(work: &Path, contents: &[u8]) -> Result<f64> {
+    use std::os::fd::AsRawFd;
+    const WRITEBACK_EVERY: usize = 8 * MIB as usize;
     let path = work.join("disk-ceiling.bin");
     let started = Instant::now();
     let mut f = fs::File::create(&path)?;
-    for piece in contents.chunks(CLIENT_BUF) {
+    let mut flushed = 0;
+    for (i, piece) in contents.chunks(CLIENT_BUF).enumerate() {
         f.write_all(piece)?;
+        let written = (i * CLIENT_BUF + piece.len()) as i64;
+        if written - flushed >= WRITEBACK_EVERY as i64 {
+            // SAFETY: sync_file_range on an open fd; advisory only.
+            unsafe {
+                libc::sync_file_range(
+                    f.as_raw_fd(),
+                    flushed,
+                    written - flushed,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            flushed = written;
+        }
     }
     f.sync_all()?;
     let secs = started.elapsed().as_secs_f64();

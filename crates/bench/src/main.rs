@@ -75,7 +75,7 @@ pub fn table(rows: &[Row], (ours, theirs): (&str, &str)) -> String {
     for r in rows {
         let fmt = |v: f64| {
             if v.is_nan() {
-                "failed".to_string()
+                "n/a".to_string()
             } else {
                 format!("{} {}", number(v), r.unit)
             }
@@ -257,9 +257,9 @@ mod tests {
     }
 
     #[test]
-    fn table_marks_failures() {
+    fn table_marks_what_is_missing() {
         let rows = [Row::new("a".into(), (2.0, f64::NAN), "MiB/s", 0.5)];
         let t = table(&rows, ("kubeftp", "vsftpd"));
-        assert!(t.contains("| a | 2 MiB/s | failed | - | 0.50 |"), "{t}");
+        assert!(t.contains("| a | 2 MiB/s | n/a | - | 0.50 |"), "{t}");
     }
 }
