@@ -264,6 +264,11 @@ pub async fn run(args: Args) -> Result<()> {
     }
 
     println!("{}", table(&rows, ("kubeftp", "vsftpd")));
+    println!(
+        "load: the 1-minute load average as the row's phase began; it counts the benchmark's own \
+         earlier phases (and threads waiting for the disk), so read it for other activity only \
+         when it is well above what came before.\n"
+    );
     println!("Ceilings (load {ceiling_load:.2}):");
     println!(
         "- loopback TCP, iperf3 single stream (median of 3 × 3 s): {}; kubeftp RETR reaches {}",
