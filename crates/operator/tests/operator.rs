@@ -1071,14 +1071,18 @@ async fn refused_children_show_as_degraded() -> Result<()> {
                 && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("second")
         });
     assert!(warned, "no Warning event for the refused Service");
-    assert_eq!(
-        fx.condition("first", "Degraded").await?,
-        Some(("False".into(), "AsExpected".into()))
-    );
+    // The first FtpServer's status is written after its Service; wait for it.
+    eventually("the first not Degraded", WAIT, || async {
+        Ok(fx.condition("first", "Degraded").await? == Some(("False".into(), "AsExpected".into())))
+    })
+    .await?;
 
     // The failing FtpServer is counted until it is deleted; then the
     // operator forgets it.
-    assert_eq!(fx.operator.metrics.failing.get(), 1);
+    eventually("the failing FtpServer counted", WAIT, || async {
+        Ok(fx.operator.metrics.failing.get() == 1)
+    })
+    .await?;
     fx.api::<FtpServer>()
         .delete("second", &DeleteParams::default())
         .await?;
