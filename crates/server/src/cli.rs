@@ -148,37 +148,50 @@ impl DevAccount {
     }
 }
 
+/// Says where the server listens and how to connect. A closed stdout (a
+/// supervisor or pipe that stopped reading) does not stop the server: the
+/// banner is a courtesy, so write errors are ignored.
 fn print_banner(server: &Server, dev: Option<&DevAccount>) {
+    let _ = write_banner(&mut std::io::stdout().lock(), server, dev);
+}
+
+fn write_banner(
+    out: &mut impl std::io::Write,
+    server: &Server,
+    dev: Option<&DevAccount>,
+) -> std::io::Result<()> {
     let config = server.config();
     let addr = server.local_addr();
-    println!(
+    writeln!(
+        out,
         "kubeftp-server listening on ftp://{addr} (passive ports {})",
         config.passive.ports
-    );
-    println!("serving {}", config.root.display());
+    )?;
+    writeln!(out, "serving {}", config.root.display())?;
     if let Some(addr) = server.implicit_tls_addr() {
-        println!("implicit FTPS on ftps://{addr}");
+        writeln!(out, "implicit FTPS on ftps://{addr}")?;
     }
     if let Some(addr) = server.ops_addr() {
-        println!("ops endpoints on http://{addr} (/healthz /readyz /metrics)");
+        writeln!(
+            out,
+            "ops endpoints on http://{addr} (/healthz /readyz /metrics)"
+        )?;
     }
     if let Some(dev) = dev {
-        println!(
-            "no users file: for this run only, user {} password {}",
-            DevAccount::NAME,
-            dev.password
-        );
-        println!(
-            "try: curl -u {}:{} ftp://{addr}/",
-            DevAccount::NAME,
-            dev.password
-        );
-        println!(
+        let (name, password) = (DevAccount::NAME, &dev.password);
+        writeln!(
+            out,
+            "no users file: for this run only, user {name} password {password}"
+        )?;
+        writeln!(out, "try: curl -u {name}:{password} ftp://{addr}/")?;
+        writeln!(
+            out,
             "for lasting accounts: kubeftp-server hash-password, then --users-file (see README)"
-        );
+        )?;
     } else if config.anonymous.enabled {
-        println!("try: curl ftp://{addr}/");
+        writeln!(out, "try: curl ftp://{addr}/")?;
     }
+    out.flush()
 }
 
 async fn shutdown_signal() {

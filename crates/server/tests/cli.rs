@@ -70,6 +70,49 @@ fn no_flags_serves_ftp_root_and_says_how_to_connect() {
     );
 }
 
+/// Nobody reads the banner (stdout closed before the server starts): the
+/// server still serves.
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            &listen,
+            "--anonymous",
+            "--passive-ports",
+            "31120-31129",
+        ])
+        .arg("--root")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let _guard = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The banner's write has failed by the time it listens; it must still
+    // be alive and serving.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let replies = converse(&listen, &["USER anonymous", "PASS guest", "NOOP", "QUIT"]);
+    assert!(replies[2].starts_with("230"), "{replies:?}");
+    assert!(replies[3].starts_with("200"), "{replies:?}");
+}
+
 #[test]
 fn hash_password_prints_a_hash_the_users_file_accepts() {
     let mut child = Command::new(BIN)
