@@ -18,6 +18,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod control;
+pub mod disk_writer;
 pub mod filewatch;
 pub mod idle;
 pub mod listing;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, I
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::disk_writer::{AlignedBuf, DiskWriter};
 use crate::idle::timed_out;
 use crate::listing::Entry;
 
@@ -125,11 +126,11 @@ fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
 /// Upload buffers (two per binary upload: one filling, one being written)
 /// of all running uploads together aim at this size, each upload's
 /// between [`RECV_BUF_MIN`] and [`RECV_BUF_MAX`]. A lone upload gets large
-/// buffers (fewer hand-offs to the blocking pool: measured ~1.5× faster
-/// than 128 KiB for one 1 GiB STOR); many uploads get small ones, which
-/// stay in the CPU cache between the socket read and the copy into the
-/// page cache. With 512 KiB each, 1000 uploads at once spent half the
-/// server's CPU in that copy, from memory, and ran 2-5× slower
+/// buffers (fewer hand-offs to the blocking pool); many uploads get small
+/// ones, so memory stays bounded, and where uploads go through the page
+/// cache (no direct I/O) the buffer is still in the CPU cache when it is
+/// copied there: with 512 KiB each, 1000 buffered uploads at once spent
+/// half the server's CPU in that copy and ran 2-5× slower
 /// (`make bench-ftp`).
 const RECV_BUDGET: usize = 16 * 1024 * 1024;
 const RECV_BUF_MAX: usize = 512 * 1024;
@@ -159,14 +160,11 @@ impl Drop for Running {
         UPLOADS.fetch_sub(1, Ordering::Relaxed);
     }
 }
-/// Start writing an upload back to disk every this many bytes, so the
-/// fsync before 226 finds most of the file already on disk.
-const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Receives a binary upload into `file` (from its current position). The
-/// socket is read while the previous buffer is written on a blocking
-/// thread, and writeback starts as the data arrives: the disk works during
-/// the transfer instead of only in the final fsync. ASCII uploads use
+/// socket is read into one buffer while the previous one is written on a
+/// blocking thread, by a [`DiskWriter`]: directly to the device where it
+/// can, so the fsync before 226 has little left to do. ASCII uploads use
 /// [`copy`].
 pub async fn receive_file<R: AsyncRead + Unpin>(
     mut from: R,
@@ -175,43 +173,43 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
 ) -> io::Result<u64> {
     let mut file = file.try_clone().await?.into_std().await;
     let start = io::Seek::stream_position(&mut file)?;
-    // The file and the written-back offset travel to the blocking thread
-    // with each write and come back with the emptied buffer.
-    let mut state = Some((file, start));
+    // The writer travels to the blocking thread with each write and comes
+    // back with the emptied buffer.
+    let mut writer = Some(DiskWriter::new(file, start));
     let (_running, count) = Running::start();
     let size = recv_buf_size(count);
-    let (mut buf, mut spare) = (vec![0u8; size], vec![0u8; size]);
+    let (mut buf, mut spare) = (AlignedBuf::new(size), Some(AlignedBuf::new(size)));
     let mut writing: Option<WriteJob> = None;
     let mut total = 0u64;
     loop {
-        let n = fill(&mut from, &mut buf).await?;
+        let n = fill(&mut from, buf.as_mut_slice()).await?;
         if let Some(job) = writing.take() {
-            let (s, b) = job.await.map_err(io::Error::other)??;
-            (state, spare) = (Some(s), b);
+            let (w, b) = job.await.map_err(io::Error::other)??;
+            (writer, spare) = (Some(w), Some(b));
         }
         if n == 0 {
             break;
         }
         total += n as u64;
         progress.fetch_add(n as u64, Ordering::Relaxed);
-        let chunk = std::mem::replace(&mut buf, std::mem::take(&mut spare));
-        let (mut f, mut flushed) = state.take().expect("the file is back after each write");
-        let end = start + total;
+        let chunk = std::mem::replace(&mut buf, spare.take().expect("the buffer is back"));
+        let mut w = writer.take().expect("the writer is back after each write");
         writing = Some(tokio::task::spawn_blocking(move || -> io::Result<_> {
-            io::Write::write_all(&mut f, &chunk[..n])?;
-            if end - flushed >= WRITEBACK_EVERY {
-                start_writeback(&f, flushed, end - flushed);
-                flushed = end;
-            }
-            Ok(((f, flushed), chunk))
+            w.write(&chunk.as_slice()[..n])?;
+            Ok((w, chunk))
         }));
     }
+    let w = writer
+        .take()
+        .expect("the writer is back after the last write");
+    tokio::task::spawn_blocking(move || w.finish())
+        .await
+        .map_err(io::Error::other)??;
     Ok(total)
 }
 
-/// A write on the blocking pool: gives back the file, how far writeback was
-/// started, and the buffer.
-type WriteJob = tokio::task::JoinHandle<io::Result<((std::fs::File, u64), Vec<u8>)>>;
+/// A write on the blocking pool: gives back the writer and the buffer.
+type WriteJob = tokio::task::JoinHandle<io::Result<(DiskWriter, AlignedBuf)>>;
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
 async fn fill<R: AsyncRead + Unpin>(from: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -223,22 +221,6 @@ async fn fill<R: AsyncRead + Unpin>(from: &mut R, buf: &mut [u8]) -> io::Result<
         }
     }
     Ok(n)
-}
-
-/// Starts writeback of `len` bytes at `offset`, so that the disk works
-/// while the rest arrives. It only starts it: durability still comes from
-/// the fsync at commit.
-fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
-    // SAFETY: sync_file_range on an open fd; advisory only, so its result
-    // does not matter.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as i64,
-            len as i64,
-            libc::SYNC_FILE_RANGE_WRITE,
-        )
-    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
