@@ -75,12 +75,7 @@ fn no_flags_serves_ftp_root_and_says_how_to_connect() {
 #[test]
 fn a_closed_stdout_does_not_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_loopback_addr();
     let mut child = Command::new(BIN)
         .args([
             "--listen",
@@ -166,6 +161,12 @@ fn bad_settings_are_refused_with_a_clear_message() {
     }
 }
 
+/// A loopback address with a port nothing listens on right now.
+fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
 /// Reads the banner until the line saying where it listens.
 fn wait_listening(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
@@ -222,12 +223,7 @@ fn flags_override_the_config_file() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_loopback_addr();
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&config)
