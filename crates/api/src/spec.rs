@@ -218,8 +218,12 @@ pub struct ServiceSpec {
     pub external_traffic_policy: TrafficPolicy,
 
     /// Whether the load balancer also gets node ports
-    /// (`spec.allocateLoadBalancerNodePorts`). Unset: the cluster default.
-    /// LoadBalancer only.
+    /// (`spec.allocateLoadBalancerNodePorts`). Unset: the cluster default
+    /// (true). Each replica's Service then takes one node port per
+    /// ServicePort (control port and every passive port) from the
+    /// cluster's node-port range, 2768 ports by default; set false when the
+    /// load balancer reaches pods directly (MetalLB, cloud load balancers
+    /// in IP-target mode). LoadBalancer only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocate_load_balancer_node_ports: Option<bool>,
 }
