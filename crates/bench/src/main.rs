@@ -127,7 +127,8 @@ impl Verdict {
     }
 
     fn judge(value: f64, ok: bool) -> Verdict {
-        match value {
+        // No "-0.00" for a difference of equal counters.
+        match value + 0.0 {
             v if v.is_nan() || v.is_infinite() => Verdict::NotMeasured,
             v if ok => Verdict::Met(v),
             v => Verdict::Missed(v),
@@ -245,6 +246,10 @@ mod tests {
         assert_eq!(Verdict::at_least(f64::NAN, 1.0), Verdict::NotMeasured);
         assert_eq!(Verdict::at_least(1.0 / 0.0, 1.0), Verdict::NotMeasured);
         assert_eq!(Verdict::Missed(0.5).line("x", "×"), "x: NOT met (0.50×)");
+        assert_eq!(
+            Verdict::at_most(-0.0, 0.0).line("none", " writes"),
+            "none: met (0.00 writes)"
+        );
     }
 
     #[test]

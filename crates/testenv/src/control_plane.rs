@@ -13,8 +13,9 @@ use crate::ports::free_ports;
 use crate::process::{Process, log_tail};
 use crate::{kubeconfig, tools};
 
-/// Service IPs come from here; the first is the `kubernetes` service.
-const SERVICE_CIDR: &str = "10.0.0.0/24";
+/// Service IPs come from here; the first is the `kubernetes` service. A /16,
+/// so `make bench-operator` can create hundreds of Services.
+const SERVICE_CIDR: &str = "10.0.0.0/16";
 pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.0.0.1";
 /// Temp directories are named `<prefix><pid>-<random>`; see [`sweep_stale_dirs`].
 const DIR_PREFIX: &str = "kubeftp-testenv-";
