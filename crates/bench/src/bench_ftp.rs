@@ -112,7 +112,8 @@ pub async fn run(args: Args) -> Result<()> {
     println!("vsftpd {} (Debian).\n", vsftpd_version());
     println!("{}\n", servers::LOGINS);
     println!(
-        "Single stream: {} MiB random file, median of {} runs each, the two servers alternating; \
+        "Single stream: {} MiB random file, median of {} runs each, the two servers alternating \
+         (each goes first in every other round); \
          STOR is timed until the 226 (kubeftp fsyncs the file before it, vsftpd does not).\n",
         args.big_mib, args.runs
     );
@@ -204,10 +205,17 @@ pub async fn run(args: Args) -> Result<()> {
         // its ceiling is measured between the downloads, as the disk's is
         // between the uploads.
         let mut tcp = vec![];
-        for _ in 0..args.runs {
-            a.push(retr(&mut ftp_a, &ours, big, &mut buf).await?);
+        for run_no in 0..args.runs {
+            // Who goes first alternates, so neither always follows the
+            // other's teardown.
+            if run_no % 2 == 0 {
+                a.push(retr(&mut ftp_a, &ours, big, &mut buf).await?);
+            }
             if let (Some(ftp), Some(t)) = (&mut ftp_b, &theirs) {
                 b.push(retr(ftp, t, big, &mut buf).await?);
+            }
+            if run_no % 2 == 1 {
+                a.push(retr(&mut ftp_a, &ours, big, &mut buf).await?);
             }
             if run("ceilings") {
                 tcp.push(iperf3()?);
@@ -224,10 +232,15 @@ pub async fn run(args: Args) -> Result<()> {
         // The disk's speed drifts too (a virtual disk shares its host).
         let load = loadavg();
         let (mut a, mut b, mut disk) = (vec![], vec![], vec![]);
-        for _ in 0..args.runs {
-            a.push(stor(&mut ftp_a, &ours, &contents).await?);
+        for run_no in 0..args.runs {
+            if run_no % 2 == 0 {
+                a.push(stor(&mut ftp_a, &ours, &contents).await?);
+            }
             if let (Some(ftp), Some(t)) = (&mut ftp_b, &theirs) {
                 b.push(stor(ftp, t, &contents).await?);
+            }
+            if run_no % 2 == 1 {
+                a.push(stor(&mut ftp_a, &ours, &contents).await?);
             }
             if run("ceilings") {
                 disk.push(disk_write(&work, &contents)?);
@@ -335,6 +348,9 @@ fn percent(part: f64, whole: f64) -> String {
 
 /// kubeftp, and vsftpd unless `--kubeftp-only`.
 async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server, Option<Server>)> {
+    // The previous phase's servers and sessions are still being torn down
+    // (1000 vsftpd processes take a while); neither server should pay for it.
+    wait_for_idle_cpu().await;
     let ours = servers::kubeftp(
         &args.server_bin,
         work,
@@ -348,6 +364,38 @@ async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server,
     }
     let theirs = servers::vsftpd(work, 21211, servers::VSFTPD_PASSIVE, password).await?;
     Ok((ours, Some(theirs)))
+}
+
+/// Waits (at most 30 s) until the CPUs were at least 90% idle for a
+/// second.
+async fn wait_for_idle_cpu() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let before = cpu_times();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let (Some((idle0, total0)), Some((idle1, total1))) = (before, cpu_times()) {
+            if (idle1 - idle0) as f64 >= 0.9 * (total1 - total0) as f64 {
+                return;
+            }
+        }
+    }
+    eprintln!("the machine stayed busy for 30 s; measuring anyway");
+}
+
+/// (idle + iowait, total) jiffies of all CPUs, from /proc/stat.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_times(stat.lines().next()?)
+}
+
+fn parse_cpu_times(line: &str) -> Option<(u64, u64)> {
+    let fields: Vec<u64> = line
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((idle, fields.iter().sum()))
 }
 
 fn localhost() -> IpAddr {
@@ -811,6 +859,15 @@ mod tests {
         assert_eq!(source_ip(0), IpAddr::from([127, 0, 0, 2]));
         assert_eq!(source_ip(SOURCE_IPS), IpAddr::from([127, 0, 0, 2]));
         assert!(source_ip(SOURCE_IPS - 1).is_loopback());
+    }
+
+    #[test]
+    fn cpu_times_count_idle_and_iowait() {
+        assert_eq!(
+            parse_cpu_times("cpu  10 1 5 80 4 0 0 0 0 0"),
+            Some((84, 100))
+        );
+        assert_eq!(parse_cpu_times("cpu0 1 2 3 4 5"), None);
     }
 
     #[test]
