@@ -373,10 +373,10 @@ async fn wait_for_idle_cpu() {
     while Instant::now() < deadline {
         let before = cpu_times();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let (Some((idle0, total0)), Some((idle1, total1))) = (before, cpu_times()) {
-            if (idle1 - idle0) as f64 >= 0.9 * (total1 - total0) as f64 {
-                return;
-            }
+        if let (Some((idle0, total0)), Some((idle1, total1))) = (before, cpu_times())
+            && (idle1 - idle0) as f64 >= 0.9 * (total1 - total0) as f64
+        {
+            return;
         }
     }
     eprintln!("the machine stayed busy for 30 s; measuring anyway");
