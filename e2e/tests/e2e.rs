@@ -287,7 +287,10 @@ async fn a_killed_server_pod_comes_back_with_its_files() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let kept = random_file(dir.path(), "kept", 1024 * 1024)?;
     ftp_session.curl_put(&kept, "kept.bin")?;
-    let big = random_file(dir.path(), "big", 8 * 1024 * 1024)?;
+    // Far more than the socket buffers on both sides hold (a few MiB
+    // each): with 8 MiB the server had sometimes sent all of it, and its
+    // 226, before the kill.
+    let big = random_file(dir.path(), "big", 64 * 1024 * 1024)?;
     ftp_session.curl_put(&big, "big.bin")?;
 
     // A slow download is running when the pod is killed.
