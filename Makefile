@@ -87,7 +87,7 @@ bench-ftp:
 	$(CARGO) build --release --locked -p kubeftp-server -p kubeftp-bench
 	./target/release/kubeftp-bench ftp --server-bin target/release/kubeftp-server
 
-## Benchmark the operator with 500 FtpServers on a real control plane (~5 minutes).
+## Benchmark the operator with 500 FtpServers on a real control plane (~6 minutes).
 bench-operator: tools
 	$(CARGO) build --release --locked -p kubeftp-operator -p kubeftp-bench
 	./target/release/kubeftp-bench operator --operator-bin target/release/kubeftp-operator

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use kubeftp_server::disk_writer::{AlignedBuf, DIRECT_ALIGN};
 use rand::RngCore;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, watch};
@@ -93,7 +94,9 @@ pub async fn run(args: Args) -> Result<()> {
     let work = std::path::absolute(&args.work)?;
     fs::create_dir_all(&work)?;
     let big = prepare_data(&work, args.big_mib)?;
-    let contents = fs::read(work.join("data/big.bin")).context("reading the big file")?;
+    // Aligned once, so the O_DIRECT disk ceiling writes it as it is.
+    let contents = read_aligned(&work.join("data/big.bin")).context("reading the big file")?;
+    let contents = contents.as_slice();
     let session_file = Arc::new(fs::read(work.join("data/10m.bin"))?);
     let password = servers::password();
     let mut rows = Vec::new();
@@ -206,17 +209,17 @@ pub async fn run(args: Args) -> Result<()> {
         // between the uploads.
         let mut tcp = vec![];
         for run_no in 0..args.runs {
-            // Who goes first alternates, so neither always follows the
-            // other's teardown.
-            if run_no % 2 == 0 {
-                a.push(retr(&mut ftp_a, &ours, big, &mut buf).await?);
-            }
-            if let (Some(ftp), Some(t)) = (&mut ftp_b, &theirs) {
-                b.push(retr(ftp, t, big, &mut buf).await?);
-            }
-            if run_no % 2 == 1 {
-                a.push(retr(&mut ftp_a, &ours, big, &mut buf).await?);
-            }
+            let theirs = ftp_b
+                .as_mut()
+                .zip(theirs.as_ref())
+                .map(|(f, t)| (f, t, &mut b));
+            round(
+                run_no,
+                (&mut ftp_a, &ours, &mut a),
+                theirs,
+                async |ftp, server| retr(ftp, server, big, &mut buf).await,
+            )
+            .await?;
             if run("ceilings") {
                 tcp.push(iperf3()?);
             }
@@ -233,17 +236,19 @@ pub async fn run(args: Args) -> Result<()> {
         let load = loadavg();
         let (mut a, mut b, mut disk) = (vec![], vec![], vec![]);
         for run_no in 0..args.runs {
-            if run_no % 2 == 0 {
-                a.push(stor(&mut ftp_a, &ours, &contents).await?);
-            }
-            if let (Some(ftp), Some(t)) = (&mut ftp_b, &theirs) {
-                b.push(stor(ftp, t, &contents).await?);
-            }
-            if run_no % 2 == 1 {
-                a.push(stor(&mut ftp_a, &ours, &contents).await?);
-            }
+            let theirs = ftp_b
+                .as_mut()
+                .zip(theirs.as_ref())
+                .map(|(f, t)| (f, t, &mut b));
+            round(
+                run_no,
+                (&mut ftp_a, &ours, &mut a),
+                theirs,
+                async |ftp, server| stor(ftp, server, contents).await,
+            )
+            .await?;
             if run("ceilings") {
-                disk.push(disk_write(&work, &contents)?);
+                disk.push(disk_write(&work, contents)?);
             }
         }
         figures.stor = (median(&mut a), median(&mut b));
@@ -405,6 +410,28 @@ fn localhost() -> IpAddr {
 /// The source address of concurrent session `i`.
 fn source_ip(i: usize) -> IpAddr {
     Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCE_IPS) as u8).into()
+}
+
+/// A client session on a server, and the figures measured through it.
+type Side<'a> = (&'a mut Ftp, &'a Server, &'a mut Vec<f64>);
+
+/// One round of a single-stream measurement on both servers. Who goes
+/// first alternates by round, so neither always follows the other's
+/// teardown.
+async fn round(
+    run_no: usize,
+    ours: Side<'_>,
+    theirs: Option<Side<'_>>,
+    mut measure: impl AsyncFnMut(&mut Ftp, &Server) -> Result<f64>,
+) -> Result<()> {
+    let mut sides = [Some(ours), theirs];
+    if run_no % 2 == 1 {
+        sides.reverse();
+    }
+    for (ftp, server, figures) in sides.into_iter().flatten() {
+        figures.push(measure(ftp, server).await?);
+    }
+    Ok(())
 }
 
 /// One RETR of the big file; bytes per second.
@@ -752,16 +779,11 @@ fn disk_write(work: &Path, contents: &[u8]) -> Result<f64> {
     Ok(contents.len() as f64 / direct.min(buffered))
 }
 
-/// Seconds to write `contents` to `path` with O_DIRECT, then fsync.
+/// Seconds to write `contents` (starting at an aligned address: see
+/// [`read_aligned`]) to `path` with O_DIRECT, then fsync.
 fn disk_write_direct(path: &Path, contents: &[u8]) -> Result<f64> {
     use std::os::unix::fs::OpenOptionsExt;
-    const ALIGN: usize = 4096;
-    // An aligned copy, made before the clock starts.
-    let mut storage = vec![0u8; contents.len() + ALIGN];
-    let offset = storage.as_ptr().align_offset(ALIGN);
-    let aligned = &mut storage[offset..offset + contents.len()];
-    aligned.copy_from_slice(contents);
-    let whole = contents.len() - contents.len() % ALIGN;
+    let whole = contents.len() - contents.len() % DIRECT_ALIGN;
     let started = Instant::now();
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -770,7 +792,7 @@ fn disk_write_direct(path: &Path, contents: &[u8]) -> Result<f64> {
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .context("O_DIRECT on the bench directory's filesystem")?;
-    for piece in aligned[..whole].chunks(CLIENT_BUF) {
+    for piece in contents[..whole].chunks(CLIENT_BUF) {
         f.write_all(piece)?;
     }
     drop(f);
@@ -778,6 +800,15 @@ fn disk_write_direct(path: &Path, contents: &[u8]) -> Result<f64> {
     f.write_all(&contents[whole..])?;
     f.sync_all()?;
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// The whole file in a buffer that starts at a [`DIRECT_ALIGN`]ed address.
+fn read_aligned(path: &Path) -> Result<AlignedBuf> {
+    use std::io::Read as _;
+    let mut file = fs::File::open(path)?;
+    let mut buf = AlignedBuf::new(file.metadata()?.len() as usize);
+    file.read_exact(buf.as_mut_slice())?;
+    Ok(buf)
 }
 
 /// Seconds to write `contents` to `path` through the page cache, starting
