@@ -221,7 +221,8 @@ pub struct ServiceSpec {
     /// (`spec.allocateLoadBalancerNodePorts`). Unset: the cluster default
     /// (true). Each replica's Service then takes one node port per
     /// ServicePort (control port and every passive port) from the
-    /// cluster's node-port range, 2768 ports by default; set false when the
+    /// cluster's node-port range, 2768 ports by default, besides the
+    /// health-check port of externalTrafficPolicy Local; set false when the
     /// load balancer reaches pods directly (MetalLB, cloud load balancers
     /// in IP-target mode). LoadBalancer only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
