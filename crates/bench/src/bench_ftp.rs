@@ -18,9 +18,10 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::cpus::{self, PinnedProcess, Placement};
 use crate::ftp::{self, Ftp};
 use crate::servers::{self, Server};
-use crate::{MIB, Row, Verdict, loadavg, machine, median, sync, table};
+use crate::{MIB, Row, Spread, Verdict, loadavg, machine, median, sync, table};
 
 /// Client buffer for single-stream transfers: the client must not be the
 /// bottleneck.
@@ -45,8 +46,8 @@ pub struct Args {
     /// Scratch directory for the test files and server roots.
     #[arg(long, default_value = "target/bench-ftp")]
     work: PathBuf,
-    /// Runs per single-stream measurement (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    /// Rounds of each single-stream measurement (medians are reported).
+    #[arg(long, default_value_t = 7)]
     runs: usize,
     /// Size of the single-stream file, in MiB.
     #[arg(long, default_value_t = 1024)]
@@ -71,6 +72,11 @@ pub struct Args {
     /// Run kubeftp alone (for profiling it); vsftpd's columns read n/a.
     #[arg(long)]
     kubeftp_only: bool,
+    /// Let the scheduler place the client and the servers in the
+    /// single-stream phase (by default the client runs on one CPU and the
+    /// server on another).
+    #[arg(long)]
+    no_pin: bool,
 }
 
 /// (kubeftp, vsftpd).
@@ -80,9 +86,12 @@ type Pair = (f64, f64);
 struct Figures {
     iperf: f64,
     disk: f64,
-    /// Bytes/s.
+    /// Bytes/s (medians).
     retr: Pair,
     stor: Pair,
+    /// kubeftp/vsftpd, round by round.
+    retr_ratio: Spread,
+    stor_ratio: Spread,
     /// Bytes per session.
     idle: Pair,
     /// Per session count: (n, RETR, STOR).
@@ -106,6 +115,8 @@ pub async fn run(args: Args) -> Result<()> {
         disk: f64::NAN,
         retr: nan2,
         stor: nan2,
+        retr_ratio: Spread::of(&[]),
+        stor_ratio: Spread::of(&[]),
         idle: nan2,
         concurrent: Vec::new(),
     };
@@ -114,11 +125,21 @@ pub async fn run(args: Args) -> Result<()> {
     println!("{}", machine()?);
     println!("vsftpd {} (Debian).\n", vsftpd_version());
     println!("{}\n", servers::LOGINS);
+    let placement = (!args.no_pin).then(Placement::split).flatten();
     println!(
-        "Single stream: {} MiB random file, median of {} runs each, the two servers alternating \
-         (each goes first in every other round); \
+        "Single stream: {} MiB random file, {} rounds, the two servers alternating \
+         (each goes first in every other round); the figures are medians, the ratio is the \
+         median of the rounds' ratios (lowest–highest in brackets); {}. \
          STOR is timed until the 226 (kubeftp fsyncs the file before it, vsftpd does not).\n",
-        args.big_mib, args.runs
+        args.big_mib,
+        args.runs,
+        match placement {
+            Some(p) => format!(
+                "the client runs on CPU {}, each server on CPU {} (iperf3 likewise)",
+                p.client, p.server
+            ),
+            None => "the scheduler places client and servers".into(),
+        }
     );
     println!(
         "Concurrent sessions: spread over {SOURCE_IPS} loopback source IPs (127.0.0.2-{}), \
@@ -135,7 +156,7 @@ pub async fn run(args: Args) -> Result<()> {
     let run = |phase: &str| args.phases.iter().any(|p| p == phase);
     // Idle sessions first, on fresh servers.
     if run("idle") {
-        let (ours, theirs) = start_both(&args, &work, &password).await?;
+        let (ours, theirs) = start_both(&args, &work, &password, None).await?;
         let load = loadavg();
         let a = idle_pss(&ours, args.idle).await?;
         let b = match &theirs {
@@ -155,7 +176,7 @@ pub async fn run(args: Args) -> Result<()> {
     // round trips leave vsftpd's passive ports in TIME_WAIT (it binds one
     // per PASV), which could fail its concurrent runs for a minute.
     for &n in args.concurrent.iter().filter(|_| run("concurrent")) {
-        let (ours, theirs) = start_both(&args, &work, &password).await?;
+        let (ours, theirs) = start_both(&args, &work, &password, None).await?;
         let load = loadavg();
         let a = concurrent(&ours, n, &session_file).await?;
         // A server that cannot serve them all is reported, not fatal.
@@ -194,7 +215,8 @@ pub async fn run(args: Args) -> Result<()> {
 
     // Single stream, then PASV+LIST on the same sessions.
     if run("single") {
-        let (ours, theirs) = start_both(&args, &work, &password).await?;
+        let (ours, theirs) = start_both(&args, &work, &password, placement).await?;
+        let _client_cpu = placement.map(|p| PinnedProcess::to(p.client)).transpose()?;
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
         let mut ftp_a = Ftp::login(ours.addr, localhost(), ours.user, &ours.pass).await?;
@@ -221,17 +243,21 @@ pub async fn run(args: Args) -> Result<()> {
             )
             .await?;
             if run("ceilings") {
-                tcp.push(iperf3()?);
+                tcp.push(iperf3(placement)?);
             }
         }
+        figures.retr_ratio = paired_ratios(&a, &b);
         figures.retr = (median(&mut a), median(&mut b));
         figures.iperf = median(&mut tcp);
-        rows.push(Row::new(
-            format!("RETR {} MiB, single stream", args.big_mib),
-            (figures.retr.0 / MIB as f64, figures.retr.1 / MIB as f64),
-            "MiB/s",
-            load,
-        ));
+        rows.push(
+            Row::new(
+                format!("RETR {} MiB, single stream", args.big_mib),
+                (figures.retr.0 / MIB as f64, figures.retr.1 / MIB as f64),
+                "MiB/s",
+                load,
+            )
+            .with_paired_ratios(figures.retr_ratio),
+        );
         // The disk's speed drifts too (a virtual disk shares its host).
         let load = loadavg();
         let (mut a, mut b, mut disk) = (vec![], vec![], vec![]);
@@ -251,14 +277,18 @@ pub async fn run(args: Args) -> Result<()> {
                 disk.push(disk_write(&work, contents)?);
             }
         }
+        figures.stor_ratio = paired_ratios(&a, &b);
         figures.stor = (median(&mut a), median(&mut b));
         figures.disk = median(&mut disk);
-        rows.push(Row::new(
-            format!("STOR {} MiB, single stream", args.big_mib),
-            (figures.stor.0 / MIB as f64, figures.stor.1 / MIB as f64),
-            "MiB/s",
-            load,
-        ));
+        rows.push(
+            Row::new(
+                format!("STOR {} MiB, single stream", args.big_mib),
+                (figures.stor.0 / MIB as f64, figures.stor.1 / MIB as f64),
+                "MiB/s",
+                load,
+            )
+            .with_paired_ratios(figures.stor_ratio),
+        );
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
         for _ in 0..3 {
@@ -313,10 +343,10 @@ pub async fn run(args: Args) -> Result<()> {
 fn targets(f: &Figures) -> Vec<String> {
     let ratio = |(ours, theirs): Pair| ours / theirs;
     let mut lines = vec![
-        Verdict::at_least(ratio(f.retr), 1.0).line("RETR single stream ≥ vsftpd", "×"),
+        Verdict::at_least(f.retr_ratio.median, 1.0).line("RETR single stream ≥ vsftpd", "×"),
         Verdict::at_least(ratio((f.retr.0, f.iperf)), 0.85)
             .line("RETR single stream ≥ 85% of iperf3", "× iperf3"),
-        Verdict::at_least(ratio(f.stor), 1.0).line(
+        Verdict::at_least(f.stor_ratio.median, 1.0).line(
             "STOR single stream ≥ vsftpd (kubeftp fsyncs before 226)",
             "×",
         ),
@@ -351,8 +381,21 @@ fn percent(part: f64, whole: f64) -> String {
     }
 }
 
-/// kubeftp, and vsftpd unless `--kubeftp-only`.
-async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server, Option<Server>)> {
+/// kubeftp/vsftpd for each round: `ours[i] / theirs[i]`.
+fn paired_ratios(ours: &[f64], theirs: &[f64]) -> Spread {
+    let ratios: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
+    Spread::of(&ratios)
+}
+
+/// kubeftp, and vsftpd unless `--kubeftp-only`; on the placement's server
+/// CPU if given.
+async fn start_both(
+    args: &Args,
+    work: &Path,
+    password: &str,
+    placement: Option<Placement>,
+) -> Result<(Server, Option<Server>)> {
+    let cpu = placement.map(|p| p.server);
     // The previous phase's servers and sessions are still being torn down
     // (1000 vsftpd processes take a while); neither server should pay for it.
     wait_for_idle_cpu().await;
@@ -362,12 +405,13 @@ async fn start_both(args: &Args, work: &Path, password: &str) -> Result<(Server,
         21210,
         servers::KUBEFTP_PASSIVE,
         password,
+        cpu,
     )
     .await?;
     if args.kubeftp_only {
         return Ok((ours, None));
     }
-    let theirs = servers::vsftpd(work, 21211, servers::VSFTPD_PASSIVE, password).await?;
+    let theirs = servers::vsftpd(work, 21211, servers::VSFTPD_PASSIVE, password, cpu).await?;
     Ok((ours, Some(theirs)))
 }
 
@@ -742,16 +786,24 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
     Ok(result)
 }
 
-/// Loopback TCP throughput, one stream; bytes per second.
-fn iperf3() -> Result<f64> {
+/// Loopback TCP throughput, one stream; bytes per second. Placed like the
+/// FTP downloads: the sender (iperf3's client) where the FTP server runs,
+/// the receiver where the FTP client does.
+fn iperf3(placement: Option<Placement>) -> Result<f64> {
     let port = "5299";
-    let mut server = Command::new("iperf3")
+    let mut receiver = Command::new("iperf3");
+    let mut sender = Command::new("iperf3");
+    if let Some(p) = placement {
+        cpus::pin_command(&mut receiver, p.client);
+        cpus::pin_command(&mut sender, p.server);
+    }
+    let mut server = receiver
         .args(["-s", "-1", "-B", "127.0.0.1", "-p", port])
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("starting iperf3 (apt-get install iperf3)")?;
     std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("iperf3")
+    let out = sender
         .args(["-c", "127.0.0.1", "-p", port, "-t", "3", "-J"])
         .output()
         .context("running iperf3")?;
@@ -914,8 +966,11 @@ mod tests {
         let f = Figures {
             iperf: 1000.0,
             disk: f64::NAN,
-            retr: (900.0, 800.0),
+            // The rounds' ratios judge, not the ratio of the medians.
+            retr: (900.0, 950.0),
             stor: (f64::NAN, 5.0),
+            retr_ratio: Spread::of(&[0.95, 1.2, 1.1]),
+            stor_ratio: Spread::of(&[]),
             idle: (10.0, 200.0),
             concurrent: vec![(100, (1.0, 2.0), (3.0, 3.0))],
         };
@@ -924,6 +979,7 @@ mod tests {
             lines[0].starts_with("RETR single stream ≥ vsftpd: met"),
             "{lines:?}"
         );
+        assert!(lines[0].contains("(1.10×)"), "{lines:?}");
         assert!(lines[1].contains(": met"), "{lines:?}");
         assert!(lines[2].contains("not measured"), "{lines:?}");
         assert!(lines[3].contains("NOT met"), "{lines:?}");

@@ -10,6 +10,7 @@
 
 mod bench_ftp;
 mod bench_operator;
+mod cpus;
 mod ftp;
 mod mem;
 mod servers;
@@ -53,6 +54,9 @@ pub struct Row {
     theirs: f64,
     unit: &'static str,
     load: f32,
+    /// Ratios measured pairwise (round by round), shown instead of the
+    /// ratio of the two figures.
+    paired: Option<Spread>,
 }
 
 impl Row {
@@ -63,6 +67,34 @@ impl Row {
             theirs,
             unit,
             load,
+            paired: None,
+        }
+    }
+
+    /// The ratio column shows the median of `ratios` and their range.
+    pub fn with_paired_ratios(mut self, ratios: Spread) -> Row {
+        self.paired = Some(ratios);
+        self
+    }
+}
+
+/// Median, lowest and highest of a set of figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// NaN throughout for no values.
+    pub fn of(values: &[f64]) -> Spread {
+        let mut sorted = values.to_vec();
+        let median = median(&mut sorted);
+        Spread {
+            median,
+            min: sorted.first().copied().unwrap_or(f64::NAN),
+            max: sorted.last().copied().unwrap_or(f64::NAN),
         }
     }
 }
@@ -86,9 +118,10 @@ pub fn table(rows: &[Row], (ours, theirs): (&str, &str)) -> String {
             r.what,
             fmt(r.ours),
             fmt(r.theirs),
-            match r.ours / r.theirs {
-                ratio if ratio.is_nan() => "-".to_string(),
-                ratio => format!("{ratio:.2}"),
+            match (r.paired, r.ours / r.theirs) {
+                (_, ratio) if ratio.is_nan() => "-".to_string(),
+                (Some(p), _) => format!("{:.2} ({:.2}–{:.2})", p.median, p.min, p.max),
+                (None, ratio) => format!("{ratio:.2}"),
             },
             r.load
         );
@@ -259,6 +292,24 @@ mod tests {
         assert_eq!(number(1234.4), "1234");
         assert_eq!(number(12.34), "12.3");
         assert_eq!(number(0.1234), "0.123");
+    }
+
+    #[test]
+    fn spreads() {
+        let s = Spread::of(&[1.1, 0.9, 1.0, 1.3]);
+        assert_eq!((s.median, s.min, s.max), (1.05, 0.9, 1.3));
+        assert!(Spread::of(&[]).median.is_nan());
+    }
+
+    #[test]
+    fn paired_ratios_replace_the_ratio_of_figures() {
+        let paired = Spread::of(&[0.9, 1.1, 1.04]);
+        let rows = [Row::new("a".into(), (3.0, 2.0), "MiB/s", 0.5).with_paired_ratios(paired)];
+        let t = table(&rows, ("kubeftp", "vsftpd"));
+        assert!(
+            t.contains("| a | 3 MiB/s | 2 MiB/s | 1.04 (0.90–1.10) | 0.50 |"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use rand::Rng;
 use tokio::io::AsyncReadExt;
 
-use crate::mem;
+use crate::{cpus, mem};
 
 /// Passive ports per server: disjoint ranges of the same size, between the
 /// control ports (21210, 21211) and the kernel's ephemeral range
@@ -123,13 +123,15 @@ pub fn password() -> String {
         .collect()
 }
 
-/// kubeftp-server with a users file (argon2id hash from `hash-password`).
+/// kubeftp-server with a users file (argon2id hash from `hash-password`),
+/// on CPU `cpu` only if given.
 pub async fn kubeftp(
     bin: &Path,
     work: &Path,
     port: u16,
     passive: u16,
     password: &str,
+    cpu: Option<usize>,
 ) -> Result<Server> {
     let base = work.join("kubeftp");
     fresh_dir(&base)?;
@@ -153,7 +155,11 @@ pub async fn kubeftp(
             last = passive + PASSIVE_PORTS - 1,
         ),
     )?;
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    if let Some(cpu) = cpu {
+        cpus::pin_command(&mut command, cpu);
+    }
+    let child = command
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())
@@ -191,8 +197,14 @@ fn hash_password(bin: &Path, password: &str) -> Result<String> {
 }
 
 /// vsftpd standalone, with the local account [`VSFTPD_USER`] chrooted to
-/// the test files.
-pub async fn vsftpd(work: &Path, port: u16, passive: u16, password: &str) -> Result<Server> {
+/// the test files; on CPU `cpu` only (its session processes too) if given.
+pub async fn vsftpd(
+    work: &Path,
+    port: u16,
+    passive: u16,
+    password: &str,
+    cpu: Option<usize>,
+) -> Result<Server> {
     vsftpd_account(password)?;
     let base = work.join("vsftpd");
     fresh_dir(&base)?;
@@ -225,7 +237,11 @@ pub async fn vsftpd(work: &Path, port: u16, passive: u16, password: &str) -> Res
             log = work.join("vsftpd-xfer.log").display(),
         ),
     )?;
-    let child = Command::new("vsftpd")
+    let mut command = Command::new("vsftpd");
+    if let Some(cpu) = cpu {
+        cpus::pin_command(&mut command, cpu);
+    }
+    let child = command
         .arg(&config)
         .stdin(Stdio::null())
         .stdout(log_file(&work.join("vsftpd.log"))?)
