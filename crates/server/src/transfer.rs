@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, Interest};
@@ -123,29 +123,37 @@ fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
     }
 }
 
-/// Upload buffers (two per binary upload: one filling, one being written)
-/// of all running uploads together aim at this size, each upload's
-/// between [`RECV_BUF_MIN`] and [`RECV_BUF_MAX`]. A lone upload gets large
-/// buffers: each direct write is one trip to the device while the next
-/// buffer fills, and 2 MiB writes took a single 1 GiB STOR to ~83% of the
-/// disk's durable write rate where 512 KiB reached ~70% (`make bench-ftp`,
-/// kubeftp alone, single phase, two runs each). Many uploads get small
-/// ones, so memory stays bounded, and where uploads go through the page
-/// cache (no direct I/O) the buffer is still in the CPU cache when it is
-/// copied there: with 512 KiB each, 1000 buffered uploads at once spent
-/// half the server's CPU in that copy and ran 2-5× slower
-/// (`make bench-ftp`).
+/// The buffers of all running uploads together aim at this size, each
+/// upload's between [`RECV_BUF_MIN`] and [`RECV_BUF_MAX`]. A lone upload
+/// gets large buffers: each direct write is one trip to the device, and
+/// 2 MiB writes took a single 1 GiB STOR to ~83% of the disk's durable
+/// write rate where 512 KiB reached ~70% (`make bench-ftp`, kubeftp alone,
+/// single phase, two runs each). Many uploads get small ones, so memory
+/// stays bounded, and where uploads go through the page cache (no direct
+/// I/O) the buffer is still in the CPU cache when it is copied there: with
+/// 512 KiB each, 1000 buffered uploads at once spent half the server's CPU
+/// in that copy and ran 2-5× slower (`make bench-ftp`).
 const RECV_BUDGET: usize = 16 * 1024 * 1024;
 const RECV_BUF_MAX: usize = 2 * 1024 * 1024;
 const RECV_BUF_MIN: usize = 64 * 1024;
 
-/// Binary uploads running now, for [`recv_buf_size`].
+/// Binary uploads running now, for [`recv_buffers`].
 static UPLOADS: AtomicUsize = AtomicUsize::new(0);
 
-/// The buffer size for an upload when `running` uploads (itself
-/// included) share [`RECV_BUDGET`].
-fn recv_buf_size(running: usize) -> usize {
-    (RECV_BUDGET / (2 * running.max(1))).clamp(RECV_BUF_MIN, RECV_BUF_MAX)
+/// Buffers per binary upload: one filling from the socket while another
+/// is written; up to [`RECV_BUFFERS_MAX`] when the budget has room, which
+/// lets reading go on through a slow write (single 2 MiB direct writes
+/// took 2-5 ms on a virtual disk) instead of the socket stalling.
+const RECV_BUFFERS_MIN: usize = 2;
+const RECV_BUFFERS_MAX: usize = 4;
+
+/// Buffer size and count for an upload when `running` uploads (itself
+/// included) share [`RECV_BUDGET`]: large buffers first, then more of them.
+fn recv_buffers(running: usize) -> (usize, usize) {
+    let running = running.max(1);
+    let size = (RECV_BUDGET / (RECV_BUFFERS_MIN * running)).clamp(RECV_BUF_MIN, RECV_BUF_MAX);
+    let count = (RECV_BUDGET / (size * running)).clamp(RECV_BUFFERS_MIN, RECV_BUFFERS_MAX);
+    (size, count)
 }
 
 /// Counts an upload in [`UPLOADS`] while it lives.
@@ -165,10 +173,11 @@ impl Drop for Running {
 }
 
 /// Receives a binary upload into `file` (from its current position). The
-/// socket is read into one buffer while the previous one is written on a
-/// blocking thread, by a [`DiskWriter`]: directly to the device where it
-/// can, so the fsync before 226 has little left to do. ASCII uploads use
-/// [`copy`].
+/// socket is read into a few buffers in turn ([`recv_buffers`]); a [`DiskWriter`]
+/// on a blocking thread writes the full ones in order, directly to the
+/// device where it can, so the fsync before 226 has little left to do.
+/// ASCII uploads use [`copy`]. If the upload is dropped (ABOR), the writer
+/// stops after its current write.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     mut from: R,
     file: &tokio::fs::File,
@@ -176,43 +185,86 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
 ) -> io::Result<u64> {
     let mut file = file.try_clone().await?.into_std().await;
     let start = io::Seek::stream_position(&mut file)?;
-    // The writer travels to the blocking thread with each write and comes
-    // back with the emptied buffer.
-    let mut writer = Some(DiskWriter::new(file, start));
     let (_running, count) = Running::start();
-    let size = recv_buf_size(count);
-    let (mut buf, mut spare) = (AlignedBuf::new(size), Some(AlignedBuf::new(size)));
-    let mut writing: Option<WriteJob> = None;
-    let mut total = 0u64;
-    loop {
-        let n = fill(&mut from, buf.as_mut_slice()).await?;
-        if let Some(job) = writing.take() {
-            let (w, b) = job.await.map_err(io::Error::other)??;
-            (writer, spare) = (Some(w), Some(b));
-        }
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        progress.fetch_add(n as u64, Ordering::Relaxed);
-        let chunk = std::mem::replace(&mut buf, spare.take().expect("the buffer is back"));
-        let mut w = writer.take().expect("the writer is back after each write");
-        writing = Some(tokio::task::spawn_blocking(move || -> io::Result<_> {
-            w.write(&chunk.as_slice()[..n])?;
-            Ok((w, chunk))
-        }));
+    let (size, buffers) = recv_buffers(count);
+    // Buffers go round: empty ones to the reader, full ones to the writer.
+    let (empty_tx, mut empty_rx) = mpsc::channel::<AlignedBuf>(buffers);
+    let (full_tx, mut full_rx) = mpsc::channel::<(AlignedBuf, usize)>(buffers);
+    for _ in 0..buffers {
+        empty_tx
+            .try_send(AlignedBuf::new(size))
+            .expect("the channel holds every buffer");
     }
-    let w = writer
-        .take()
-        .expect("the writer is back after the last write");
-    tokio::task::spawn_blocking(move || w.finish())
-        .await
-        .map_err(io::Error::other)??;
+    let cancelled = CancelOnDrop::armed();
+    let stop = cancelled.flag.clone();
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let mut writer = DiskWriter::new(file, start);
+        while let Some((buf, n)) = full_rx.blocking_recv() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "upload cancelled",
+                ));
+            }
+            writer.write(&buf.as_slice()[..n])?;
+            // Fails only once the reader is gone; the buffer is not needed.
+            let _ = empty_tx.try_send(buf);
+        }
+        writer.finish()
+    });
+    // Dropping the writer's end of the channel ends its loop once it has
+    // written what is queued; a cancelled upload stops it sooner.
+    let reading = async move {
+        let mut total = 0u64;
+        while let Some(mut buf) = empty_rx.recv().await {
+            let n = fill(&mut from, buf.as_mut_slice()).await?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            progress.fetch_add(n as u64, Ordering::Relaxed);
+            if full_tx.send((buf, n)).await.is_err() {
+                break; // the writer failed: its error is below
+            }
+        }
+        drop(full_tx);
+        Ok::<_, io::Error>(total)
+    };
+    let total = reading.await;
+    let written = writer.await.map_err(io::Error::other)?;
+    cancelled.disarm();
+    let total = total?;
+    written?;
     Ok(total)
 }
 
-/// A write on the blocking pool: gives back the writer and the buffer.
-type WriteJob = tokio::task::JoinHandle<io::Result<(DiskWriter, AlignedBuf)>>;
+/// Raises its flag when dropped before [`disarm`](CancelOnDrop::disarm):
+/// the future holding it was cancelled.
+struct CancelOnDrop {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn armed() -> CancelOnDrop {
+        CancelOnDrop {
+            flag: Arc::default(),
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
 async fn fill<R: AsyncRead + Unpin>(from: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -328,13 +380,77 @@ mod tests {
 
     #[test]
     fn upload_buffers_shrink_as_uploads_add_up() {
-        assert_eq!(recv_buf_size(0), RECV_BUF_MAX);
-        assert_eq!(recv_buf_size(1), RECV_BUF_MAX);
-        assert_eq!(recv_buf_size(4), RECV_BUF_MAX);
-        assert_eq!(recv_buf_size(16), 512 * 1024);
-        assert_eq!(recv_buf_size(64), 128 * 1024);
-        assert_eq!(recv_buf_size(128), RECV_BUF_MIN);
-        assert_eq!(recv_buf_size(1000), RECV_BUF_MIN);
+        let mib = 1024 * 1024;
+        assert_eq!(recv_buffers(0), (RECV_BUF_MAX, RECV_BUFFERS_MAX));
+        assert_eq!(recv_buffers(1), (RECV_BUF_MAX, RECV_BUFFERS_MAX));
+        assert_eq!(recv_buffers(2), (RECV_BUF_MAX, 4));
+        assert_eq!(recv_buffers(3), (RECV_BUF_MAX, 2));
+        assert_eq!(recv_buffers(16), (mib / 2, 2));
+        assert_eq!(recv_buffers(64), (mib / 8, 2));
+        assert_eq!(recv_buffers(128), (RECV_BUF_MIN, 2));
+        assert_eq!(recv_buffers(1000), (RECV_BUF_MIN, RECV_BUFFERS_MIN));
+        // Within the budget until the smallest buffers are reached.
+        for running in 1..=128 {
+            let (size, count) = recv_buffers(running);
+            assert!(size * count * running <= RECV_BUDGET, "{running} uploads");
+        }
+    }
+
+    /// A file under a fresh directory, and the same file for writing.
+    async fn upload_target() -> (tempfile::TempDir, std::path::PathBuf, tokio::fs::File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upload");
+        let file = tokio::fs::File::create(&path).await.unwrap();
+        (dir, path, file)
+    }
+
+    /// Many buffers' worth, arriving in odd-sized pieces: every byte lands
+    /// in order, and the count and progress say how many.
+    #[tokio::test]
+    async fn receive_file_writes_every_byte_in_order() {
+        let (_dir, path, file) = upload_target().await;
+        let data: Vec<u8> = (0..9 * 1024 * 1024 + 777)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let sent = data.clone();
+        let sender = tokio::spawn(async move {
+            for piece in sent.chunks(100_003) {
+                client.write_all(piece).await.unwrap();
+            }
+        });
+        let progress = Progress::default();
+        let n = receive_file(server, &file, progress.clone()).await.unwrap();
+        sender.await.unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(progress.load(Ordering::Relaxed), n);
+        assert!(std::fs::read(&path).unwrap() == data, "contents differ");
+    }
+
+    /// A disk that refuses the write fails the upload; nothing waits
+    /// forever for buffers the writer will not give back.
+    #[tokio::test]
+    async fn receive_file_reports_a_failed_write() {
+        let (_dir, path, _) = upload_target().await;
+        let read_only = tokio::fs::File::open(&path).await.unwrap();
+        let data = vec![7u8; 12 * 1024 * 1024];
+        let err = receive_file(&data[..], &read_only, Progress::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+    }
+
+    #[test]
+    fn cancel_on_drop_raises_its_flag_unless_disarmed() {
+        let cancelled = CancelOnDrop::armed();
+        let flag = cancelled.flag.clone();
+        drop(cancelled);
+        assert!(flag.load(Ordering::Relaxed));
+
+        let finished = CancelOnDrop::armed();
+        let flag = finished.flag.clone();
+        finished.disarm();
+        assert!(!flag.load(Ordering::Relaxed));
     }
 
     #[tokio::test]
