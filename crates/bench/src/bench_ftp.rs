@@ -130,7 +130,8 @@ pub async fn run(args: Args) -> Result<()> {
         "Single stream: {} MiB random file, {} rounds, the two servers alternating \
          (each goes first in every other round); the figures are medians, the ratio is the \
          median of the rounds' ratios (lowest–highest in brackets); {}. \
-         STOR is timed until the 226 (kubeftp fsyncs the file before it, vsftpd does not).\n",
+         STOR is timed until the 226 (kubeftp fsyncs the file before it, vsftpd does not); \
+         \"until durable\" adds, for vsftpd, an fsync of the file right after its 226.\n",
         args.big_mib,
         args.runs,
         match placement {
@@ -277,6 +278,8 @@ pub async fn run(args: Args) -> Result<()> {
                 disk.push(disk_write(&work, contents)?);
             }
         }
+        let (mut a, mut durable_a): (Vec<f64>, Vec<f64>) = a.into_iter().unzip();
+        let (mut b, mut durable_b): (Vec<f64>, Vec<f64>) = b.into_iter().unzip();
         figures.stor_ratio = paired_ratios(&a, &b);
         figures.stor = (median(&mut a), median(&mut b));
         figures.disk = median(&mut disk);
@@ -288,6 +291,19 @@ pub async fn run(args: Args) -> Result<()> {
                 load,
             )
             .with_paired_ratios(figures.stor_ratio),
+        );
+        let durable_ratio = paired_ratios(&durable_a, &durable_b);
+        rows.push(
+            Row::new(
+                format!("STOR {} MiB, single stream, until durable", args.big_mib),
+                (
+                    median(&mut durable_a) / MIB as f64,
+                    median(&mut durable_b) / MIB as f64,
+                ),
+                "MiB/s",
+                load,
+            )
+            .with_paired_ratios(durable_ratio),
         );
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
@@ -457,16 +473,16 @@ fn source_ip(i: usize) -> IpAddr {
 }
 
 /// A client session on a server, and the figures measured through it.
-type Side<'a> = (&'a mut Ftp, &'a Server, &'a mut Vec<f64>);
+type Side<'a, T> = (&'a mut Ftp, &'a Server, &'a mut Vec<T>);
 
 /// One round of a single-stream measurement on both servers. Who goes
 /// first alternates by round, so neither always follows the other's
 /// teardown.
-async fn round(
+async fn round<T>(
     run_no: usize,
-    ours: Side<'_>,
-    theirs: Option<Side<'_>>,
-    mut measure: impl AsyncFnMut(&mut Ftp, &Server) -> Result<f64>,
+    ours: Side<'_, T>,
+    theirs: Option<Side<'_, T>>,
+    mut measure: impl AsyncFnMut(&mut Ftp, &Server) -> Result<T>,
 ) -> Result<()> {
     let mut sides = [Some(ours), theirs];
     if run_no % 2 == 1 {
@@ -489,15 +505,21 @@ async fn retr(ftp: &mut Ftp, server: &Server, size: u64, buf: &mut [u8]) -> Resu
     Ok(n as f64 / secs)
 }
 
-/// One STOR of the big file (until the 226); bytes per second. The upload
-/// is removed and the page cache written back before the next one.
-async fn stor(ftp: &mut Ftp, server: &Server, contents: &[u8]) -> Result<f64> {
+/// One STOR of the big file; bytes per second until the 226, and until
+/// the file is durable: for a server that does not fsync before its 226
+/// (vsftpd), that adds an fsync of the file right after it. The upload is
+/// removed and the page cache written back before the next one.
+async fn stor(ftp: &mut Ftp, server: &Server, contents: &[u8]) -> Result<(f64, f64)> {
     let started = Instant::now();
     ftp.stor(&server.path("up/stor.bin"), contents, CLIENT_BUF)
         .await
         .with_context(|| format!("{}: STOR", server.name))?;
     let secs = started.elapsed().as_secs_f64();
     let stored = server.disk_dir.join("up/stor.bin");
+    if !server.fsyncs_uploads {
+        fs::File::open(&stored)?.sync_all()?;
+    }
+    let durable_secs = started.elapsed().as_secs_f64();
     let len = fs::metadata(&stored)?.len();
     if len != contents.len() as u64 {
         bail!(
@@ -508,7 +530,8 @@ async fn stor(ftp: &mut Ftp, server: &Server, contents: &[u8]) -> Result<f64> {
     }
     fs::remove_file(&stored)?;
     sync();
-    Ok(contents.len() as f64 / secs)
+    let rate = |secs: f64| contents.len() as f64 / secs;
+    Ok((rate(secs), rate(durable_secs)))
 }
 
 /// PASV+LIST round trips per second for `seconds`.

@@ -51,6 +51,8 @@ pub struct Server {
     pub dir: &'static str,
     /// The same directory on disk.
     pub disk_dir: PathBuf,
+    /// An upload is on disk when the server answers 226.
+    pub fsyncs_uploads: bool,
     child: Child,
 }
 
@@ -170,6 +172,7 @@ pub async fn kubeftp(
         .with_context(|| format!("starting {}", bin.display()))?;
     let server = Server {
         name: "kubeftp",
+        fsyncs_uploads: true,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         user: USER,
         pass: password.to_owned(),
@@ -251,6 +254,7 @@ pub async fn vsftpd(
         .context("starting vsftpd (apt-get install vsftpd)")?;
     let server = Server {
         name: "vsftpd",
+        fsyncs_uploads: false,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         user: VSFTPD_USER,
         pass: password.to_owned(),
