@@ -131,7 +131,10 @@ pub async fn run(args: Args) -> Result<()> {
          (each goes first in every other round); the figures are medians, the ratio is the \
          median of the rounds' ratios (lowest–highest in brackets); {}. \
          STOR is timed until the 226 (kubeftp fsyncs the file before it, vsftpd does not); \
-         \"until durable\" adds, for vsftpd, an fsync of the file right after its 226.\n",
+         \"until durable\" adds, for vsftpd, an fsync of the file right after its 226. \
+         \"server CPU per GiB\": busy time of the server's CPU per GiB moved, until the 226 \
+         (lower is better; it counts the kernel's work on that CPU, such as loopback TCP, \
+         and not vsftpd's later page-cache writeback; measured only with pinning).\n",
         args.big_mib,
         args.runs,
         match placement {
@@ -217,6 +220,7 @@ pub async fn run(args: Args) -> Result<()> {
     // Single stream, then PASV+LIST on the same sessions.
     if run("single") {
         let (ours, theirs) = start_both(&args, &work, &password, placement).await?;
+        let server_cpu = placement.map(|p| p.server);
         let _client_cpu = placement.map(|p| PinnedProcess::to(p.client)).transpose()?;
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
@@ -226,7 +230,7 @@ pub async fn run(args: Args) -> Result<()> {
             None => None,
         };
         let mut buf = vec![0u8; CLIENT_BUF];
-        retr(&mut ftp_a, &ours, big, &mut buf).await?; // page cache warm-up
+        retr(&mut ftp_a, &ours, big, &mut buf, None).await?; // page cache warm-up
         // Loopback's speed drifts with everything else on the machine, so
         // its ceiling is measured between the downloads, as the disk's is
         // between the uploads.
@@ -240,25 +244,23 @@ pub async fn run(args: Args) -> Result<()> {
                 run_no,
                 (&mut ftp_a, &ours, &mut a),
                 theirs,
-                async |ftp, server| retr(ftp, server, big, &mut buf).await,
+                async |ftp, server| retr(ftp, server, big, &mut buf, server_cpu).await,
             )
             .await?;
             if run("ceilings") {
                 tcp.push(iperf3(placement)?);
             }
         }
-        figures.retr_ratio = paired_ratios(&a, &b);
-        figures.retr = (median(&mut a), median(&mut b));
+        let what = format!("RETR {} MiB, single stream", args.big_mib);
+        (figures.retr, figures.retr_ratio) = compare(&a, &b, |t| t.rate);
         figures.iperf = median(&mut tcp);
-        rows.push(
-            Row::new(
-                format!("RETR {} MiB, single stream", args.big_mib),
-                (figures.retr.0 / MIB as f64, figures.retr.1 / MIB as f64),
-                "MiB/s",
-                load,
-            )
-            .with_paired_ratios(figures.retr_ratio),
-        );
+        rows.push(rate_row(
+            what.clone(),
+            figures.retr,
+            figures.retr_ratio,
+            load,
+        ));
+        rows.push(cpu_row(&what, &a, &b, load));
         // The disk's speed drifts too (a virtual disk shares its host).
         let load = loadavg();
         let (mut a, mut b, mut disk) = (vec![], vec![], vec![]);
@@ -271,40 +273,30 @@ pub async fn run(args: Args) -> Result<()> {
                 run_no,
                 (&mut ftp_a, &ours, &mut a),
                 theirs,
-                async |ftp, server| stor(ftp, server, contents).await,
+                async |ftp, server| stor(ftp, server, contents, server_cpu).await,
             )
             .await?;
             if run("ceilings") {
                 disk.push(disk_write(&work, contents)?);
             }
         }
-        let (mut a, mut durable_a): (Vec<f64>, Vec<f64>) = a.into_iter().unzip();
-        let (mut b, mut durable_b): (Vec<f64>, Vec<f64>) = b.into_iter().unzip();
-        figures.stor_ratio = paired_ratios(&a, &b);
-        figures.stor = (median(&mut a), median(&mut b));
+        let what = format!("STOR {} MiB, single stream", args.big_mib);
+        (figures.stor, figures.stor_ratio) = compare(&a, &b, |t| t.rate);
         figures.disk = median(&mut disk);
-        rows.push(
-            Row::new(
-                format!("STOR {} MiB, single stream", args.big_mib),
-                (figures.stor.0 / MIB as f64, figures.stor.1 / MIB as f64),
-                "MiB/s",
-                load,
-            )
-            .with_paired_ratios(figures.stor_ratio),
-        );
-        let durable_ratio = paired_ratios(&durable_a, &durable_b);
-        rows.push(
-            Row::new(
-                format!("STOR {} MiB, single stream, until durable", args.big_mib),
-                (
-                    median(&mut durable_a) / MIB as f64,
-                    median(&mut durable_b) / MIB as f64,
-                ),
-                "MiB/s",
-                load,
-            )
-            .with_paired_ratios(durable_ratio),
-        );
+        rows.push(rate_row(
+            what.clone(),
+            figures.stor,
+            figures.stor_ratio,
+            load,
+        ));
+        let (durable, durable_ratio) = compare(&a, &b, |t| t.durable_rate);
+        rows.push(rate_row(
+            format!("{what}, until durable"),
+            durable,
+            durable_ratio,
+            load,
+        ));
+        rows.push(cpu_row(&what, &a, &b, load));
         let load = loadavg();
         let (mut a, mut b) = (vec![], vec![]);
         for _ in 0..3 {
@@ -397,6 +389,27 @@ fn percent(part: f64, whole: f64) -> String {
     }
 }
 
+/// Medians of one figure of both servers' transfers, and its ratio round
+/// by round.
+fn compare(ours: &[Transfer], theirs: &[Transfer], figure: fn(&Transfer) -> f64) -> (Pair, Spread) {
+    let a: Vec<f64> = ours.iter().map(figure).collect();
+    let b: Vec<f64> = theirs.iter().map(figure).collect();
+    let ratios = paired_ratios(&a, &b);
+    ((median(&mut a.clone()), median(&mut b.clone())), ratios)
+}
+
+/// A throughput row from bytes/s medians.
+fn rate_row(what: String, (ours, theirs): Pair, ratios: Spread, load: f32) -> Row {
+    let mib = MIB as f64;
+    Row::new(what, (ours / mib, theirs / mib), "MiB/s", load).with_paired_ratios(ratios)
+}
+
+/// The server-CPU row for a single-stream transfer (lower is better).
+fn cpu_row(what: &str, ours: &[Transfer], theirs: &[Transfer], load: f32) -> Row {
+    let (medians, ratios) = compare(ours, theirs, |t| t.cpu_per_gib);
+    Row::new(format!("{what}: server CPU per GiB"), medians, "s", load).with_paired_ratios(ratios)
+}
+
 /// kubeftp/vsftpd for each round: `ours[i] / theirs[i]`.
 fn paired_ratios(ours: &[f64], theirs: &[f64]) -> Spread {
     let ratios: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
@@ -436,9 +449,9 @@ async fn start_both(
 async fn wait_for_idle_cpu() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let before = cpu_times();
+        let before = cpus::times(None);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let (Some((idle0, total0)), Some((idle1, total1))) = (before, cpu_times())
+        if let (Some((idle0, total0)), Some((idle1, total1))) = (before, cpus::times(None))
             && (idle1 - idle0) as f64 >= 0.9 * (total1 - total0) as f64
         {
             return;
@@ -448,21 +461,6 @@ async fn wait_for_idle_cpu() {
 }
 
 /// (idle + iowait, total) jiffies of all CPUs, from /proc/stat.
-fn cpu_times() -> Option<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat").ok()?;
-    parse_cpu_times(stat.lines().next()?)
-}
-
-fn parse_cpu_times(line: &str) -> Option<(u64, u64)> {
-    let fields: Vec<u64> = line
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some((idle, fields.iter().sum()))
-}
-
 fn localhost() -> IpAddr {
     Ipv4Addr::LOCALHOST.into()
 }
@@ -494,27 +492,83 @@ async fn round<T>(
     Ok(())
 }
 
-/// One RETR of the big file; bytes per second.
-async fn retr(ftp: &mut Ftp, server: &Server, size: u64, buf: &mut [u8]) -> Result<f64> {
+/// What one single-stream transfer measured.
+struct Transfer {
+    /// Bytes per second until the 226.
+    rate: f64,
+    /// Bytes per second until the file is on disk (uploads).
+    durable_rate: f64,
+    /// Busy seconds of the server's CPU per GiB moved, until the 226; NaN
+    /// when the server is not on a CPU of its own.
+    cpu_per_gib: f64,
+}
+
+/// Busy time of the CPU a server runs on, over one transfer.
+struct CpuMeter {
+    cpu: Option<usize>,
+    before: Option<(u64, u64)>,
+}
+
+impl CpuMeter {
+    fn start(cpu: Option<usize>) -> CpuMeter {
+        CpuMeter {
+            cpu,
+            before: cpu.and_then(|c| cpus::times(Some(c))),
+        }
+    }
+
+    /// Busy seconds per GiB for `bytes` moved since the start.
+    fn per_gib(&self, bytes: u64) -> f64 {
+        let after = self.cpu.and_then(|c| cpus::times(Some(c)));
+        match (self.before, after) {
+            (Some((idle0, total0)), Some((idle1, total1))) => {
+                let busy = (total1 - total0).saturating_sub(idle1 - idle0);
+                busy as f64 / cpus::ticks_per_second() / (bytes as f64 / (1024 * MIB) as f64)
+            }
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// One RETR of the big file.
+async fn retr(
+    ftp: &mut Ftp,
+    server: &Server,
+    size: u64,
+    buf: &mut [u8],
+    cpu: Option<usize>,
+) -> Result<Transfer> {
+    let meter = CpuMeter::start(cpu);
     let started = Instant::now();
     let n = ftp.retr(&server.path("big.bin"), buf).await?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu_per_gib = meter.per_gib(n);
     if n != size {
         bail!("{}: RETR moved {n} bytes, expected {size}", server.name);
     }
-    Ok(n as f64 / secs)
+    Ok(Transfer {
+        rate: n as f64 / secs,
+        durable_rate: f64::NAN,
+        cpu_per_gib,
+    })
 }
 
-/// One STOR of the big file; bytes per second until the 226, and until
-/// the file is durable: for a server that does not fsync before its 226
-/// (vsftpd), that adds an fsync of the file right after it. The upload is
-/// removed and the page cache written back before the next one.
-async fn stor(ftp: &mut Ftp, server: &Server, contents: &[u8]) -> Result<(f64, f64)> {
+/// One STOR of the big file. Until durable: for a server that does not
+/// fsync before its 226 (vsftpd), an fsync of the file right after it. The
+/// upload is removed and the page cache written back before the next one.
+async fn stor(
+    ftp: &mut Ftp,
+    server: &Server,
+    contents: &[u8],
+    cpu: Option<usize>,
+) -> Result<Transfer> {
+    let meter = CpuMeter::start(cpu);
     let started = Instant::now();
     ftp.stor(&server.path("up/stor.bin"), contents, CLIENT_BUF)
         .await
         .with_context(|| format!("{}: STOR", server.name))?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu_per_gib = meter.per_gib(contents.len() as u64);
     let stored = server.disk_dir.join("up/stor.bin");
     if !server.fsyncs_uploads {
         fs::File::open(&stored)?.sync_all()?;
@@ -531,7 +585,11 @@ async fn stor(ftp: &mut Ftp, server: &Server, contents: &[u8]) -> Result<(f64, f
     fs::remove_file(&stored)?;
     sync();
     let rate = |secs: f64| contents.len() as f64 / secs;
-    Ok((rate(secs), rate(durable_secs)))
+    Ok(Transfer {
+        rate: rate(secs),
+        durable_rate: rate(durable_secs),
+        cpu_per_gib,
+    })
 }
 
 /// PASV+LIST round trips per second for `seconds`.
@@ -968,12 +1026,24 @@ mod tests {
     }
 
     #[test]
-    fn cpu_times_count_idle_and_iowait() {
-        assert_eq!(
-            parse_cpu_times("cpu  10 1 5 80 4 0 0 0 0 0"),
-            Some((84, 100))
-        );
-        assert_eq!(parse_cpu_times("cpu0 1 2 3 4 5"), None);
+    fn cpu_is_measured_only_on_a_cpu_of_its_own() {
+        assert!(CpuMeter::start(None).per_gib(MIB).is_nan());
+        let on_cpu0 = CpuMeter::start(Some(0)).per_gib(MIB);
+        assert!(on_cpu0 >= 0.0, "{on_cpu0}");
+    }
+
+    #[test]
+    fn compare_pairs_rounds_in_order() {
+        let t = |rate| Transfer {
+            rate,
+            durable_rate: f64::NAN,
+            cpu_per_gib: f64::NAN,
+        };
+        let ours = [t(10.0), t(30.0), t(20.0)];
+        let theirs = [t(20.0), t(20.0), t(10.0)];
+        let (medians, ratios) = compare(&ours, &theirs, |t| t.rate);
+        assert_eq!(medians, (20.0, 20.0));
+        assert_eq!((ratios.median, ratios.min, ratios.max), (1.5, 0.5, 2.0));
     }
 
     #[test]

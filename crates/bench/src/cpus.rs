@@ -66,6 +66,36 @@ impl Drop for PinnedProcess {
     }
 }
 
+/// Idle (idle + iowait) and total time of one CPU, or of all together
+/// (`None`), in clock ticks since boot, from /proc/stat.
+pub fn times(cpu: Option<usize>) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = match cpu {
+        Some(c) => format!("cpu{c}"),
+        None => "cpu".into(),
+    };
+    stat.lines().find_map(|line| parse_times(line, &name))
+}
+
+/// Clock ticks per second, the unit of [`times`].
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf with a valid name.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as f64,
+        _ => 100.0,
+    }
+}
+
+fn parse_times(line: &str, name: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != name {
+        return None;
+    }
+    let ticks: Vec<u64> = fields.map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((idle, ticks.iter().sum()))
+}
+
 fn for_each_thread(mut f: impl FnMut(libc::pid_t) -> io::Result<()>) -> io::Result<()> {
     for entry in std::fs::read_dir("/proc/self/task")? {
         let tid = entry?.file_name().to_string_lossy().parse::<libc::pid_t>();
@@ -107,6 +137,16 @@ fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_count_idle_and_iowait_of_the_named_cpu() {
+        let stat = "cpu  10 1 5 80 4 0 0 0 0 0\ncpu0 1 2 3 4 5 0 0 0 0 0";
+        let find = |name| stat.lines().find_map(|l| parse_times(l, name));
+        assert_eq!(find("cpu"), Some((84, 100)));
+        assert_eq!(find("cpu0"), Some((9, 15)));
+        assert_eq!(find("cpu1"), None);
+        assert!(times(Some(0)).is_some() && times(None).is_some());
+    }
 
     #[test]
     fn placement_takes_the_first_two_allowed_cpus() {
