@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{Cached, Caches, cached};
 use crate::error::Error;
 use crate::metrics::Metrics;
 
@@ -22,10 +23,12 @@ pub const MANAGER: &str = "kubeftp-operator";
 pub const APPLIED_HASH: &str = "kubeftp.dev/applied-hash";
 
 /// Applies and deletes children in one namespace, counting each write.
+/// What is live is read from the caches.
 pub struct Applier<'a> {
     pub client: &'a kube::Client,
     pub namespace: &'a str,
     pub metrics: &'a Metrics,
+    pub caches: &'a Caches,
 }
 
 impl Applier<'_> {
@@ -39,11 +42,7 @@ impl Applier<'_> {
     /// Makes the live object match `desired` and returns it as stored.
     pub async fn apply<K>(&self, mut desired: K) -> Result<K, Error>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
+        K: Cached<Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
     {
         let kind = K::kind(&());
         let name = desired.name_any();
@@ -52,25 +51,21 @@ impl Applier<'_> {
             .annotations_mut()
             .insert(APPLIED_HASH.into(), hash.clone());
 
-        let api = self.api::<K>();
-        let live = api
-            .get_opt(&name)
-            .await
-            .map_err(Error::kube(format!("reading {kind} {name}")))?;
-        if let Some(live) = live
+        if let Some(live) = cached(K::store(self.caches), self.namespace, &name)
             && up_to_date(&desired, &live)
         {
             return Ok(live);
         }
         tracing::info!(%kind, %name, "applying");
         self.metrics.wrote(&kind, "apply");
-        api.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await
-        .map_err(Error::kube(format!("applying {kind} {name}")))
+        self.api::<K>()
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .map_err(Error::kube(format!("applying {kind} {name}")))
     }
 
     /// Deletes a child; gone already counts as done.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::build::Settings;
+use crate::cache::Caches;
 use crate::metrics::Metrics;
 
 /// How the operator runs, beyond what the build step needs.
@@ -25,6 +26,8 @@ pub struct Context {
     pub config: Config,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// The children and server pods, as the watches last reported them.
+    pub caches: Caches,
     /// Consecutive failures per FtpServer (namespace, name), for backoff.
     /// An entry goes when the FtpServer reconciles or is deleted.
     failures: Mutex<HashMap<FtpServerKey, u32>>,
@@ -44,6 +47,7 @@ impl Context {
             client,
             config,
             metrics,
+            caches: Caches::default(),
             failures: Mutex::default(),
         }
     }

@@ -15,6 +15,7 @@ use kube::runtime::{Controller, controller, watcher};
 use kube::{Resource, ResourceExt};
 use kubeftp_api::FtpServer;
 
+use crate::cache::filling;
 use crate::context::Context;
 use crate::labels;
 use crate::reconcile::{error_policy, reconcile};
@@ -49,19 +50,39 @@ pub async fn run(
         labels::COMPONENT
     ));
 
+    // The watches of children fill the caches the reconciles read.
+    let writers = ctx
+        .caches
+        .take_writers()
+        .expect("the controller runs once per context");
     let controller = Controller::new(
         api::<DeserializeGuard<FtpServer>>(&client, namespace),
         watcher::Config::default().any_semantic(),
     )
-    .owns(api::<StatefulSet>(&client, namespace), owned.clone())
-    .owns(api::<ConfigMap>(&client, namespace), owned.clone())
-    .owns(api::<Service>(&client, namespace), owned)
+    .owns_stream(filling(
+        api::<StatefulSet>(&client, namespace),
+        owned.clone(),
+        writers.stateful_sets,
+    ))
+    .owns_stream(filling(
+        api::<ConfigMap>(&client, namespace),
+        owned.clone(),
+        writers.config_maps,
+    ))
+    .owns_stream(filling(
+        api::<Service>(&client, namespace),
+        owned,
+        writers.services,
+    ))
     // Pods are the StatefulSet's, not ours: map them to their FtpServer so
     // a NodePort replica's address follows its pod to another node.
-    .watches(api::<Pod>(&client, namespace), pods, |pod| {
-        let instance = pod.labels().get(labels::INSTANCE)?;
-        Some(ObjectRef::new(instance).within(&pod.namespace()?))
-    })
+    .watches_stream(
+        filling(api::<Pod>(&client, namespace), pods, writers.pods),
+        |pod| {
+            let instance = pod.labels().get(labels::INSTANCE)?;
+            Some(ObjectRef::new(instance).within(&pod.namespace()?))
+        },
+    )
     .graceful_shutdown_on(shutdown);
 
     let store = controller.store();
@@ -79,6 +100,10 @@ pub async fn run(
     });
 
     let ctx = Arc::new(ctx);
+    let filled = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { ctx.caches.mark_ready_when_filled().await })
+    };
     // Forget the failures of deleted FtpServers, which no reconcile will
     // clear; a pending retry or their children going may not come soon.
     let forgetting = {
@@ -114,6 +139,7 @@ pub async fn run(
         })
         .await;
     forgetting.abort();
+    filled.abort();
 }
 
 /// How often the failures of deleted FtpServers are dropped.

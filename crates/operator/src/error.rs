@@ -16,6 +16,12 @@ pub enum Error {
     /// an older CRD). Only a change to it can fix that.
     #[error("the FtpServer does not parse: {0}")]
     Malformed(String),
+    /// The watches of the children have not listed them yet (they retry on
+    /// their own; the operator's log says why, e.g. missing permissions).
+    #[error(
+        "the operator's caches of StatefulSets, Services, ConfigMaps and Pods are not filled after {0:?}; see the operator's log"
+    )]
+    CachesNotFilled(Duration),
 }
 
 impl Error {
@@ -36,6 +42,7 @@ impl Error {
                 _ => "Unreachable",
             },
             Error::Malformed(_) => "Malformed",
+            Error::CachesNotFilled(_) => "CachesNotFilled",
         }
     }
 
@@ -45,7 +52,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.kind(),
-            "Conflict" | "NotFound" | "ApiError" | "Unreachable"
+            "Conflict" | "NotFound" | "ApiError" | "Unreachable" | "CachesNotFilled"
         )
     }
 
@@ -88,6 +95,10 @@ mod tests {
         assert!(!api_error(403).is_transient());
         assert!(api_error(500).is_transient());
         assert!(!Error::Malformed("x".into()).is_transient());
+        let unfilled = Error::CachesNotFilled(Duration::from_secs(30));
+        assert_eq!(unfilled.kind(), "CachesNotFilled");
+        assert!(unfilled.is_transient(), "the watches retry on their own");
+        assert!(unfilled.to_string().contains("30s"), "{unfilled}");
     }
 
     #[test]

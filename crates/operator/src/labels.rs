@@ -26,13 +26,11 @@ pub fn selector(ftp: &FtpServer) -> BTreeMap<String, String> {
     ])
 }
 
-/// A label selector string (`a=b,c=d`) matching `labels`.
-pub fn selector_string(labels: &BTreeMap<String, String>) -> String {
-    labels
+/// Whether `labels` has every label of `selector`, with the same value.
+pub fn matches(labels: &BTreeMap<String, String>, selector: &BTreeMap<String, String>) -> bool {
+    selector
         .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join(",")
+        .all(|(key, value)| labels.get(key) == Some(value))
 }
 
 /// The ordinal of one of the FtpServer's pods, from its name.
@@ -100,11 +98,14 @@ mod tests {
     }
 
     #[test]
-    fn selector_string_joins_the_labels() {
+    fn a_selector_matches_labels_that_include_it() {
         let ftp = ftp("users: {secretName: u}\nstorage: {emptyDir: {}}");
-        assert_eq!(
-            selector_string(&selector(&ftp)),
-            "app.kubernetes.io/component=server,app.kubernetes.io/instance=files,app.kubernetes.io/name=kubeftp"
-        );
+        let selector = selector(&ftp);
+        let mut labels = common(&ftp);
+        assert!(matches(&labels, &selector), "extra labels do not matter");
+        labels.insert(INSTANCE.into(), "other".into());
+        assert!(!matches(&labels, &selector), "another instance");
+        labels.remove(INSTANCE);
+        assert!(!matches(&labels, &selector), "a missing label");
     }
 }

@@ -9,6 +9,7 @@
 pub mod address;
 pub mod apply;
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod controller;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::apply::{Applier, MANAGER};
 use crate::build::{self, ordinal_of};
+use crate::cache::cached;
 use crate::context::{Context, FtpServerKey};
 use crate::error::{Error, backoff};
 use crate::status::{Degraded, Observed, status, transitions};
@@ -81,6 +82,7 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
         client: &ctx.client,
         namespace: &namespace,
         metrics: &ctx.metrics,
+        caches: &ctx.caches,
     };
 
     if let Err(invalid) = validate(&ftp.spec) {
@@ -136,6 +138,10 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
 /// deletion also triggers a reconcile through the Pod watch).
 const DRAIN_RECHECK: Duration = Duration::from_secs(5);
 
+/// How long a reconcile waits for the caches' first lists (right after the
+/// operator starts) before it fails and retries.
+const CACHES_WAIT: Duration = Duration::from_secs(30);
+
 /// What applying the children found.
 struct Applied {
     stateful_set: StatefulSet,
@@ -158,6 +164,10 @@ async fn apply(
     applier: &Applier<'_>,
     ctx: &Context,
 ) -> Result<Applied, Error> {
+    // Until the caches are filled, every child would look missing.
+    tokio::time::timeout(CACHES_WAIT, ctx.caches.wait_until_ready())
+        .await
+        .map_err(|_| Error::CachesNotFilled(CACHES_WAIT))?;
     applier.apply(children.config).await?;
     let mut services = Vec::with_capacity(children.services.len());
     for service in children.services {
@@ -168,9 +178,8 @@ async fn apply(
         addresses.push(replica_address(ftp, ordinal as i32, service, ctx).await?);
     }
 
-    let pods = pod_ordinals(ftp, ctx).await?;
+    let pods = pod_ordinals(ftp, ctx);
     let (draining, gone): (Vec<_>, Vec<_>) = extra_services(ftp, ctx)
-        .await?
         .into_iter()
         .partition(|(ordinal, _)| pods.contains(ordinal));
     let mut address_file: BTreeMap<i32, Option<String>> =
@@ -217,12 +226,7 @@ async fn node_address(
     ctx: &Context,
 ) -> Result<Option<String>, Error> {
     let namespace = ftp.namespace().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let pod_name = labels::pod(ftp, ordinal);
-    let pod = pods
-        .get_opt(&pod_name)
-        .await
-        .map_err(Error::kube(format!("reading Pod {pod_name}")))?;
+    let pod = cached(&ctx.caches.pods, &namespace, &labels::pod(ftp, ordinal));
     let Some(node_name) = pod.and_then(|p| p.spec?.node_name) else {
         return Ok(None);
     };
@@ -235,38 +239,28 @@ async fn node_address(
 }
 
 /// Ordinals of the server pods that exist, terminating ones included.
-async fn pod_ordinals(ftp: &FtpServer, ctx: &Context) -> Result<BTreeSet<i32>, Error> {
-    let namespace = ftp.namespace().unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = labels::selector_string(&labels::selector(ftp));
-    let listed = pods
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("listing Pods"))?;
-    Ok(listed
-        .into_iter()
+fn pod_ordinals(ftp: &FtpServer, ctx: &Context) -> BTreeSet<i32> {
+    let namespace = ftp.namespace();
+    let selector = labels::selector(ftp);
+    ctx.caches
+        .pods
+        .state()
+        .iter()
+        .filter(|pod| pod.namespace() == namespace && labels::matches(pod.labels(), &selector))
         .filter_map(|pod| labels::ordinal_of_pod(ftp, &pod.name_any()))
-        .collect())
+        .collect()
 }
 
 /// Our Services of ordinals at or above `spec.replicas`, by ordinal.
-async fn extra_services(ftp: &FtpServer, ctx: &Context) -> Result<Vec<(i32, Service)>, Error> {
-    let namespace = ftp.namespace().unwrap_or_default();
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!(
-        "{}={},{}={}",
-        labels::INSTANCE,
-        ftp.name_any(),
-        labels::MANAGED_BY,
-        labels::OPERATOR
-    );
-    let listed = services
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("listing Services"))?;
+fn extra_services(ftp: &FtpServer, ctx: &Context) -> Vec<(i32, Service)> {
+    let namespace = ftp.namespace();
     let uid = ftp.uid();
-    Ok(listed
-        .into_iter()
+    ctx.caches
+        .services
+        .state()
+        .iter()
+        .filter(|service| service.namespace() == namespace)
+        .map(|service| (**service).clone())
         .filter(|service| {
             service
                 .owner_references()
@@ -275,7 +269,7 @@ async fn extra_services(ftp: &FtpServer, ctx: &Context) -> Result<Vec<(i32, Serv
         })
         .filter_map(|service| Some((ordinal_of(&service)?, service)))
         .filter(|(ordinal, _)| *ordinal >= ftp.spec.replicas)
-        .collect())
+        .collect()
 }
 
 /// The addresses the last status recorded, for a status written when the
