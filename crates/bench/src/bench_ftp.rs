@@ -152,7 +152,8 @@ pub async fn run(args: Args) -> Result<()> {
          and reads its first bytes: with every transfer open, the PSS of all server processes \
          is sampled; (2) opens a data connection (PASV, connect) and waits: when all have, the \
          clock starts and every session sends RETR; it stops at the last 226; (3) the same for \
-         a STOR of {SESSION_FILE_MIB} MiB to its own file.\n",
+         a STOR of {SESSION_FILE_MIB} MiB to its own file; \"until durable\" adds, for vsftpd, \
+         a syncfs of the upload directory's filesystem after the last 226.\n",
         SOURCE_IPS + 1,
         servers::PASSIVE_PORTS
     );
@@ -209,6 +210,12 @@ pub async fn run(args: Args) -> Result<()> {
         rows.push(Row::new(
             what("STOR") + ": aggregate throughput",
             (a.stor / MIB as f64, b.stor / MIB as f64),
+            "MiB/s",
+            load,
+        ));
+        rows.push(Row::new(
+            what("STOR") + ": aggregate throughput until durable",
+            (a.stor_durable / MIB as f64, b.stor_durable / MIB as f64),
             "MiB/s",
             load,
         ));
@@ -647,6 +654,9 @@ struct Concurrent {
     retr: f64,
     /// Aggregate STOR throughput, bytes/s.
     stor: f64,
+    /// The same until every upload is on disk: for a server that does not
+    /// fsync before its 226 (vsftpd), a syncfs after the last one.
+    stor_durable: f64,
     /// PSS of the server's processes while every session had a RETR open.
     pss: f64,
 }
@@ -656,6 +666,7 @@ impl Concurrent {
         Concurrent {
             retr: f64::NAN,
             stor: f64::NAN,
+            stor_durable: f64::NAN,
             pss: f64::NAN,
         }
     }
@@ -839,6 +850,12 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
         r?.with_context(context)?;
     }
     let stor_secs = (ended[1].load(Ordering::SeqCst) - stor_start) as f64 / 1e9;
+    let durable_secs = if server.fsyncs_uploads {
+        stor_secs
+    } else {
+        syncfs(&server.disk_dir.join("up"))?;
+        (epoch.elapsed().as_nanos() as u64 - stor_start) as f64 / 1e9
+    };
 
     // Every upload complete, then gone before the next run.
     for i in 0..n {
@@ -855,6 +872,7 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
     let result = Concurrent {
         retr: bytes / retr_secs,
         stor: bytes / stor_secs,
+        stor_durable: bytes / durable_secs,
         pss,
     };
     eprintln!(
@@ -865,6 +883,21 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
         pss / MIB as f64
     );
     Ok(result)
+}
+
+/// Writes back everything dirty on `dir`'s filesystem and waits for it.
+fn syncfs(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = fs::File::open(dir)?;
+    // SAFETY: syncfs on an open descriptor.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+        bail!(
+            "syncfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
 }
 
 /// Loopback TCP throughput, one stream; bytes per second. Placed like the
