@@ -619,6 +619,24 @@ fn names<K: kube::Resource + Clone>(
     list.items.iter().map(|o| o.name_any()).collect()
 }
 
+/// Makes `command`'s process get SIGTERM when the thread that started it
+/// ends, so a benchmark killed by a signal (which skips every Drop) leaves
+/// no operator behind. The runtime's worker threads live as long as the
+/// benchmark.
+fn dies_with_parent(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs between fork and exec and only makes the prctl
+    // system call, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// The operator binary, running against the control plane.
 struct Operator {
     child: Child,
@@ -634,7 +652,8 @@ impl Operator {
             .create(true)
             .append(true)
             .open(log)?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        let child = dies_with_parent(&mut command)
             .args(["run", "--http-address", OPERATOR_HTTP])
             .env("KUBECONFIG", plane.kubeconfig_path())
             .env("RUST_LOG", "info")
@@ -761,6 +780,25 @@ async fn http_get(path: &str) -> Result<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The child of a thread that ends gets SIGTERM.
+    #[test]
+    fn a_child_dies_with_the_thread_that_started_it() {
+        use std::os::unix::process::ExitStatusExt;
+        let starter = std::thread::spawn(|| {
+            dies_with_parent(Command::new("sleep").arg("30"))
+                .spawn()
+                .unwrap()
+        });
+        let mut child = starter.join().unwrap();
+        let started = Instant::now();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "it ran its course"
+        );
+    }
 
     const METRICS: &str = r#"# HELP apiserver_request_total x
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"} 7
