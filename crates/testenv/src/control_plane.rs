@@ -80,9 +80,28 @@ struct Running {
     dir: Option<tempfile::TempDir>,
 }
 
+/// Starts of a control plane whose ports were taken before it gives up.
+const START_ATTEMPTS: u32 = 3;
+
 impl ControlPlane {
-    /// Starts a control plane and waits until it serves requests.
+    /// Starts a control plane and waits until it serves requests. A
+    /// component that finds its port taken (free a moment before, then
+    /// grabbed by someone's outgoing connection) gets a fresh start on new
+    /// ports.
     pub async fn start(options: Options) -> Result<ControlPlane> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&options).await {
+                Err(error) if error.is_port_taken() && attempt < START_ATTEMPTS => {
+                    eprintln!("starting the control plane again on other ports: {error}");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(options: &Options) -> Result<ControlPlane> {
         let tools_dir = options.tools_dir.clone().unwrap_or_else(tools::tools_dir);
         let etcd = tools::binary_in(&tools_dir, "etcd")?;
         let apiserver = tools::binary_in(&tools_dir, "kube-apiserver")?;

@@ -62,6 +62,14 @@ pub enum Error {
     Background(String),
 }
 
+impl Error {
+    /// A component exited because its port was taken: the ports were free
+    /// when chosen, so a start on fresh ones will do.
+    pub(crate) fn is_port_taken(&self) -> bool {
+        matches!(self, Error::Exited { tail, .. } if tail.contains("address already in use"))
+    }
+}
+
 /// Adds context to an I/O result.
 pub(crate) trait IoContext<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T>;
@@ -73,5 +81,29 @@ impl<T> IoContext<T> for std::io::Result<T> {
             context: context(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn exited(tail: &str) -> Error {
+        Error::Exited {
+            name: "etcd".into(),
+            status: ExitStatus::from_raw(1 << 8),
+            log: "etcd.log".into(),
+            tail: tail.into(),
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_told_from_other_failures() {
+        let taken = exited(
+            r#"{"level":"fatal","msg":"discovery failed","error":"listen tcp 127.0.0.1:45407: bind: address already in use"}"#,
+        );
+        assert!(taken.is_port_taken());
+        assert!(!exited("panic: something else").is_port_taken());
     }
 }

@@ -6,8 +6,9 @@ use crate::error::{IoContext, Result};
 
 /// `N` distinct loopback TCP ports that were free a moment ago. All `N` are
 /// held until the last is found, so they differ from each other. Another
-/// process could still take one before our child binds it, but the kernel
-/// picks ephemeral ports at random, so that is very unlikely.
+/// process can still take one before our child binds it (an outgoing
+/// connection's ephemeral port, rarely); the control plane then starts
+/// again on fresh ports.
 pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N]> {
     let mut listeners = Vec::with_capacity(N);
     let mut ports = [0; N];
