@@ -173,11 +173,11 @@ impl Drop for Running {
 }
 
 /// Receives a binary upload into `file` (from its current position). The
-/// socket is read into a few buffers in turn ([`recv_buffers`]); a [`DiskWriter`]
-/// on a blocking thread writes the full ones in order, directly to the
-/// device where it can, so the fsync before 226 has little left to do.
-/// ASCII uploads use [`copy`]. If the upload is dropped (ABOR), the writer
-/// stops after its current write.
+/// socket is read into a few buffers in turn ([`recv_buffers`]); a
+/// [`DiskWriter`] on a blocking thread writes the full ones in order,
+/// directly to the device where it can, so the fsync before 226 has little
+/// left to do. ASCII uploads use [`copy`]. If the upload is dropped (ABOR)
+/// or its socket fails, the writer stops after its current write.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     mut from: R,
     file: &tokio::fs::File,
@@ -231,6 +231,10 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
         Ok::<_, io::Error>(total)
     };
     let total = reading.await;
+    if total.is_err() {
+        // The upload is lost anyway: skip what is still queued.
+        cancelled.flag.store(true, Ordering::Relaxed);
+    }
     let written = writer.await.map_err(io::Error::other)?;
     cancelled.disarm();
     let total = total?;
@@ -438,6 +442,41 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+    }
+
+    /// Gives `left` zero bytes, then fails as a reset connection would.
+    struct ResetAfter {
+        left: usize,
+    }
+
+    impl AsyncRead for ResetAfter {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            let n = self.left.min(buf.remaining());
+            buf.put_slice(&vec![0; n]);
+            self.left -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A socket that fails mid-upload fails it with the socket's error
+    /// (not the writer's stop), after buffers were already queued.
+    #[tokio::test]
+    async fn receive_file_reports_a_failed_socket() {
+        let (_dir, _, file) = upload_target().await;
+        let from = ResetAfter {
+            left: 5 * 1024 * 1024 + 3,
+        };
+        let err = receive_file(from, &file, Progress::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
     }
 
     #[test]
