@@ -230,7 +230,6 @@ pub async fn run(args: Args) -> Result<()> {
         let server_cpu = placement.map(|p| p.server);
         let _client_cpu = placement.map(|p| PinnedProcess::to(p.client)).transpose()?;
         let load = loadavg();
-        let (mut a, mut b) = (vec![], vec![]);
         let mut ftp_a = Ftp::login(ours.addr, localhost(), ours.user, &ours.pass).await?;
         let mut ftp_b = match &theirs {
             Some(t) => Some(Ftp::login(t.addr, localhost(), t.user, &t.pass).await?),
@@ -242,22 +241,19 @@ pub async fn run(args: Args) -> Result<()> {
         // its ceiling is measured between the downloads, as the disk's is
         // between the uploads.
         let mut tcp = vec![];
-        for run_no in 0..args.runs {
-            let theirs = ftp_b
-                .as_mut()
-                .zip(theirs.as_ref())
-                .map(|(f, t)| (f, t, &mut b));
-            round(
-                run_no,
-                (&mut ftp_a, &ours, &mut a),
-                theirs,
-                async |ftp, server| retr(ftp, server, big, &mut buf, server_cpu).await,
-            )
-            .await?;
-            if run("ceilings") {
-                tcp.push(iperf3(placement)?);
-            }
-        }
+        let (a, b) = rounds(
+            args.runs,
+            (&mut ftp_a, &ours),
+            ftp_b.as_mut().zip(theirs.as_ref()),
+            async |ftp, server| retr(ftp, server, big, &mut buf, server_cpu).await,
+            || {
+                if run("ceilings") {
+                    tcp.push(iperf3(placement)?);
+                }
+                Ok(())
+            },
+        )
+        .await?;
         let what = format!("RETR {} MiB, single stream", args.big_mib);
         (figures.retr, figures.retr_ratio) = compare(&a, &b, |t| t.rate);
         figures.iperf = median(&mut tcp);
@@ -270,23 +266,20 @@ pub async fn run(args: Args) -> Result<()> {
         rows.push(cpu_row(&what, &a, &b, load));
         // The disk's speed drifts too (a virtual disk shares its host).
         let load = loadavg();
-        let (mut a, mut b, mut disk) = (vec![], vec![], vec![]);
-        for run_no in 0..args.runs {
-            let theirs = ftp_b
-                .as_mut()
-                .zip(theirs.as_ref())
-                .map(|(f, t)| (f, t, &mut b));
-            round(
-                run_no,
-                (&mut ftp_a, &ours, &mut a),
-                theirs,
-                async |ftp, server| stor(ftp, server, contents, server_cpu).await,
-            )
-            .await?;
-            if run("ceilings") {
-                disk.push(disk_write(&work, contents)?);
-            }
-        }
+        let mut disk = vec![];
+        let (a, b) = rounds(
+            args.runs,
+            (&mut ftp_a, &ours),
+            ftp_b.as_mut().zip(theirs.as_ref()),
+            async |ftp, server| stor(ftp, server, contents, server_cpu).await,
+            || {
+                if run("ceilings") {
+                    disk.push(disk_write(&work, contents)?);
+                }
+                Ok(())
+            },
+        )
+        .await?;
         let what = format!("STOR {} MiB, single stream", args.big_mib);
         (figures.stor, figures.stor_ratio) = compare(&a, &b, |t| t.rate);
         figures.disk = median(&mut disk);
@@ -399,10 +392,10 @@ fn percent(part: f64, whole: f64) -> String {
 /// Medians of one figure of both servers' transfers, and its ratio round
 /// by round.
 fn compare(ours: &[Transfer], theirs: &[Transfer], figure: fn(&Transfer) -> f64) -> (Pair, Spread) {
-    let a: Vec<f64> = ours.iter().map(figure).collect();
-    let b: Vec<f64> = theirs.iter().map(figure).collect();
+    let mut a: Vec<f64> = ours.iter().map(figure).collect();
+    let mut b: Vec<f64> = theirs.iter().map(figure).collect();
     let ratios = paired_ratios(&a, &b);
-    ((median(&mut a.clone()), median(&mut b.clone())), ratios)
+    ((median(&mut a), median(&mut b)), ratios)
 }
 
 /// A throughput row from bytes/s medians.
@@ -467,7 +460,6 @@ async fn wait_for_idle_cpu() {
     eprintln!("the machine stayed busy for 30 s; measuring anyway");
 }
 
-/// (idle + iowait, total) jiffies of all CPUs, from /proc/stat.
 fn localhost() -> IpAddr {
     Ipv4Addr::LOCALHOST.into()
 }
@@ -477,26 +469,37 @@ fn source_ip(i: usize) -> IpAddr {
     Ipv4Addr::new(127, 0, 0, 2 + (i % SOURCE_IPS) as u8).into()
 }
 
-/// A client session on a server, and the figures measured through it.
-type Side<'a, T> = (&'a mut Ftp, &'a Server, &'a mut Vec<T>);
+/// A client session on a server.
+type Side<'a> = (&'a mut Ftp, &'a Server);
 
-/// One round of a single-stream measurement on both servers. Who goes
-/// first alternates by round, so neither always follows the other's
-/// teardown.
-async fn round<T>(
-    run_no: usize,
-    ours: Side<'_, T>,
-    theirs: Option<Side<'_, T>>,
+/// `n` rounds of a single-stream measurement on both servers, with
+/// `between` (a ceiling's measurement) after each; returns each server's
+/// figures in round order. Who goes first alternates by round, so neither
+/// always follows the other's teardown.
+async fn rounds<T>(
+    n: usize,
+    ours: Side<'_>,
+    mut theirs: Option<Side<'_>>,
     mut measure: impl AsyncFnMut(&mut Ftp, &Server) -> Result<T>,
-) -> Result<()> {
-    let mut sides = [Some(ours), theirs];
-    if run_no % 2 == 1 {
-        sides.reverse();
+    mut between: impl FnMut() -> Result<()>,
+) -> Result<(Vec<T>, Vec<T>)> {
+    let (mut a, mut b) = (vec![], vec![]);
+    for round in 0..n {
+        let mut sides = [
+            Some((&mut *ours.0, ours.1, &mut a)),
+            theirs
+                .as_mut()
+                .map(|(ftp, server)| (&mut **ftp, *server, &mut b)),
+        ];
+        if round % 2 == 1 {
+            sides.reverse();
+        }
+        for (ftp, server, figures) in sides.into_iter().flatten() {
+            figures.push(measure(ftp, server).await?);
+        }
+        between()?;
     }
-    for (ftp, server, figures) in sides.into_iter().flatten() {
-        figures.push(measure(ftp, server).await?);
-    }
-    Ok(())
+    Ok((a, b))
 }
 
 /// What one single-stream transfer measured.
@@ -905,19 +908,13 @@ fn syncfs(dir: &Path) -> Result<()> {
 /// the receiver where the FTP client does.
 fn iperf3(placement: Option<Placement>) -> Result<f64> {
     let port = "5299";
-    let mut receiver = Command::new("iperf3");
-    let mut sender = Command::new("iperf3");
-    if let Some(p) = placement {
-        cpus::pin_command(&mut receiver, p.client);
-        cpus::pin_command(&mut sender, p.server);
-    }
-    let mut server = receiver
+    let mut server = cpus::pin_command(&mut Command::new("iperf3"), placement.map(|p| p.client))
         .args(["-s", "-1", "-B", "127.0.0.1", "-p", port])
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("starting iperf3 (apt-get install iperf3)")?;
     std::thread::sleep(Duration::from_millis(300));
-    let out = sender
+    let out = cpus::pin_command(&mut Command::new("iperf3"), placement.map(|p| p.server))
         .args(["-c", "127.0.0.1", "-p", port, "-t", "3", "-J"])
         .output()
         .context("running iperf3")?;

@@ -36,8 +36,12 @@ impl Placement {
     }
 }
 
-/// Makes `command`'s process (and everything it starts) run on `cpu` only.
-pub fn pin_command(command: &mut Command, cpu: usize) -> &mut Command {
+/// Makes `command`'s process (and everything it starts) run on `cpu` only,
+/// if given.
+pub fn pin_command(command: &mut Command, cpu: Option<usize>) -> &mut Command {
+    let Some(cpu) = cpu else {
+        return command;
+    };
     // SAFETY: the hook runs between fork and exec and only makes the
     // sched_setaffinity system call, which is async-signal-safe.
     unsafe { command.pre_exec(move || set_affinity(0, &[cpu])) }
@@ -173,7 +177,7 @@ mod tests {
         let cpu = *allowed.last().unwrap();
         let out = pin_command(
             Command::new("grep").args(["Cpus_allowed_list", "/proc/self/status"]),
-            cpu,
+            Some(cpu),
         )
         .output()
         .unwrap();

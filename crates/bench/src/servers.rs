@@ -157,11 +157,7 @@ pub async fn kubeftp(
             last = passive + PASSIVE_PORTS - 1,
         ),
     )?;
-    let mut command = Command::new(bin);
-    if let Some(cpu) = cpu {
-        cpus::pin_command(&mut command, cpu);
-    }
-    let child = command
+    let child = cpus::pin_command(&mut Command::new(bin), cpu)
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())
@@ -240,11 +236,7 @@ pub async fn vsftpd(
             log = work.join("vsftpd-xfer.log").display(),
         ),
     )?;
-    let mut command = Command::new("vsftpd");
-    if let Some(cpu) = cpu {
-        cpus::pin_command(&mut command, cpu);
-    }
-    let child = command
+    let child = cpus::pin_command(&mut Command::new("vsftpd"), cpu)
         .arg(&config)
         .stdin(Stdio::null())
         .stdout(log_file(&work.join("vsftpd.log"))?)
