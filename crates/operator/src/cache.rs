@@ -78,18 +78,17 @@ impl Caches {
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
-    /// Marks the caches ready once all four stores are. Runs alongside the
-    /// controller, which fills them.
+    /// Marks the caches ready once all four stores are filled. Runs
+    /// alongside the controller, which fills them.
     pub async fn mark_ready_when_filled(&self) {
-        let all = async {
-            wait_filled(&self.stateful_sets).await;
-            wait_filled(&self.services).await;
-            wait_filled(&self.config_maps).await;
-            wait_filled(&self.pods).await;
-        };
-        all.await;
-        tracing::info!("child caches filled");
-        self.ready.send_replace(true);
+        let filled = wait_filled(&self.stateful_sets).await
+            && wait_filled(&self.services).await
+            && wait_filled(&self.config_maps).await
+            && wait_filled(&self.pods).await;
+        if filled {
+            tracing::info!("child caches filled");
+            self.ready.send_replace(true);
+        }
     }
 }
 
@@ -126,15 +125,17 @@ where
         .map(|object| (*object).clone())
 }
 
-/// Waits for a store's first full list. A store wakes only one waiter when
-/// it fills, so wait in short rounds rather than once.
-async fn wait_filled<K>(store: &Store<K>)
+/// Waits for a store's first full list; false if its watch ended first.
+/// A store wakes only one of its waiters when it fills (the controller's
+/// runner may be another), so wait in short rounds rather than once.
+pub async fn wait_filled<K>(store: &Store<K>) -> bool
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     loop {
         match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
-            Ok(_) => return,
+            Ok(result) => return result.is_ok(),
             Err(_elapsed) => continue,
         }
     }

@@ -15,7 +15,7 @@ use kube::runtime::{Controller, controller, watcher};
 use kube::{Resource, ResourceExt};
 use kubeftp_api::FtpServer;
 
-use crate::cache::filling;
+use crate::cache::{filling, wait_filled};
 use crate::context::Context;
 use crate::labels;
 use crate::reconcile::{error_policy, reconcile};
@@ -87,15 +87,8 @@ pub async fn run(
 
     let store = controller.store();
     tokio::spawn(async move {
-        // The store wakes only one of its waiters (the controller's runner
-        // is the other), so poll again now and then.
-        loop {
-            let wait = tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready());
-            match wait.await {
-                Ok(Ok(())) => break ready.store(true, Ordering::Relaxed),
-                Ok(Err(_)) => break,
-                Err(_elapsed) => continue,
-            }
+        if wait_filled(&store).await {
+            ready.store(true, Ordering::Relaxed);
         }
     });
 

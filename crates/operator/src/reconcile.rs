@@ -259,16 +259,16 @@ fn extra_services(ftp: &FtpServer, ctx: &Context) -> Vec<(i32, Service)> {
         .services
         .state()
         .iter()
-        .filter(|service| service.namespace() == namespace)
-        .map(|service| (**service).clone())
         .filter(|service| {
-            service
-                .owner_references()
-                .iter()
-                .any(|owner| Some(&owner.uid) == uid.as_ref())
+            service.namespace() == namespace
+                && service
+                    .owner_references()
+                    .iter()
+                    .any(|owner| Some(&owner.uid) == uid.as_ref())
         })
-        .filter_map(|service| Some((ordinal_of(&service)?, service)))
+        .filter_map(|service| Some((ordinal_of(service)?, service)))
         .filter(|(ordinal, _)| *ordinal >= ftp.spec.replicas)
+        .map(|(ordinal, service)| (ordinal, (**service).clone()))
         .collect()
 }
 
