@@ -1025,6 +1025,43 @@ resources:
     Ok(())
 }
 
+/// A restarted operator reads its children from its caches, which it waits
+/// to fill first: its first reconciles find everything in place and write
+/// nothing (an empty cache would make every child look missing).
+#[tokio::test]
+async fn a_restarted_operator_writes_nothing() -> Result<()> {
+    let ns = shared_namespace("op-restart").await?;
+    support::install_crd(&ns.client).await?;
+    let fx = Fixture {
+        operator: Operator::start(&ns.client, &ns.name),
+        ns,
+    };
+    fx.create("files", &format!("{MINIMAL}\nreplicas: 2"))
+        .await?;
+    eventually("the children and the status", WAIT, || async {
+        Ok(fx.service_names("files").await?.len() == 2
+            && fx.condition("files", "Ready").await?.is_some())
+    })
+    .await?;
+    // Let the last watch events drain, then restart.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let Fixture { ns, operator } = fx;
+    operator.stop().await;
+    let restarted = Operator::start(&ns.client, &ns.name);
+    eventually("a reconcile after the restart", WAIT, || async {
+        Ok(restarted.metrics.reconciliations.get() >= 1)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        restarted.metrics.total_writes(),
+        0,
+        "the restarted operator wrote"
+    );
+    restarted.stop().await;
+    Ok(())
+}
+
 /// A child the apiserver refuses (here: node ports another FtpServer holds)
 /// shows as Degraded, with the apiserver's reason, and a Warning event.
 #[tokio::test]
