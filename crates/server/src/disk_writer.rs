@@ -63,30 +63,31 @@ pub enum Route {
     PageCache,
 }
 
-/// A zeroed byte buffer whose start is aligned to [`DIRECT_ALIGN`].
+/// A zeroed byte buffer whose start is aligned to [`DIRECT_ALIGN`]: an
+/// anonymous mapping of its own, so its memory goes back to the kernel
+/// when it is dropped. From the heap, the buffers of a burst of uploads
+/// stayed with the process afterwards: after rounds of 1000 uploads at
+/// once its PSS read 144-201 MiB where the first round's read 16; with
+/// mappings, 33-37 (`make bench-ftp`).
 pub struct AlignedBuf {
-    storage: Vec<u8>,
-    start: usize,
+    map: memmap2::MmapMut,
     len: usize,
 }
 
 impl AlignedBuf {
-    pub fn new(len: usize) -> AlignedBuf {
-        let storage = vec![0u8; len + DIRECT_ALIGN];
-        let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
-        AlignedBuf {
-            storage,
-            start,
-            len,
-        }
+    /// Fails when the kernel has no memory to map.
+    pub fn new(len: usize) -> io::Result<AlignedBuf> {
+        // A mapping is never empty; one page stands in for a zero length.
+        let map = memmap2::MmapMut::map_anon(len.max(1))?;
+        Ok(AlignedBuf { map, len })
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+        &self.map[..self.len]
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
+        &mut self.map[..self.len]
     }
 }
 
@@ -297,7 +298,7 @@ mod tests {
         );
         let began_direct = writer.route() == Route::Direct;
         for piece in pieces {
-            let mut buf = AlignedBuf::new(piece.len());
+            let mut buf = AlignedBuf::new(piece.len()).unwrap();
             buf.as_mut_slice().copy_from_slice(piece);
             writer.write(buf.as_slice()).unwrap();
         }
@@ -393,7 +394,7 @@ mod tests {
     #[test]
     fn aligned_buffers_are_aligned() {
         for len in [0, 1, 4096, 65536 + 3] {
-            let mut buf = AlignedBuf::new(len);
+            let mut buf = AlignedBuf::new(len).unwrap();
             assert_eq!(buf.as_slice().len(), len);
             assert_eq!(buf.as_mut_slice().as_ptr().align_offset(DIRECT_ALIGN), 0);
         }

@@ -211,7 +211,7 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     let (full_tx, mut full_rx) = mpsc::channel::<(AlignedBuf, usize)>(buffers);
     for _ in 0..buffers {
         empty_tx
-            .try_send(AlignedBuf::new(size))
+            .try_send(AlignedBuf::new(size)?)
             .expect("the channel holds every buffer");
     }
     let cancelled = CancelOnDrop::armed();
