@@ -156,9 +156,12 @@ pub async fn run(args: Args) -> Result<()> {
          is sampled; (2) opens a data connection (PASV, connect) and waits: when all have, the \
          clock starts and every session sends RETR; it stops at the last 226; (3) the same for \
          a STOR of {SESSION_FILE_MIB} MiB to its own file; \"until durable\" adds, for vsftpd, \
-         a syncfs of the upload directory's filesystem after the last 226.\n",
+         a syncfs of the upload directory's filesystem after the last 226. {} rounds per \
+         session count on the same two servers, taking turns to go first; medians and the \
+         median of the rounds' ratios, as above.\n",
         SOURCE_IPS + 1,
-        servers::PASSIVE_PORTS
+        servers::PASSIVE_PORTS,
+        args.concurrent_rounds
     );
 
     let run = |phase: &str| args.phases.iter().any(|p| p == phase);
