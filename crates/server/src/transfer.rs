@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, Interest};
@@ -194,8 +194,8 @@ impl Drop for Running {
 /// socket is read into a few buffers in turn ([`recv_buffers`]); a
 /// [`DiskWriter`] on a blocking thread writes the full ones in order, by the
 /// route [`upload_route`] picks, so the fsync before 226 has little left to
-/// do. ASCII uploads use [`copy`]. If the upload is dropped (ABOR)
-/// or its socket fails, the writer stops after its current write.
+/// do. ASCII uploads use [`copy`]. If the upload is dropped (ABOR) or its
+/// socket fails, no write starts after the one running.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     mut from: R,
     file: &tokio::fs::File,
@@ -214,25 +214,27 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
             .try_send(AlignedBuf::new(size)?)
             .expect("the channel holds every buffer");
     }
-    let cancelled = CancelOnDrop::armed();
-    let stop = cancelled.flag.clone();
-    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+    // Each full buffer is written by one job on the blocking pool, in
+    // order; no thread waits there for the client, so uploads that stall
+    // cannot take the pool from other sessions' file operations.
+    let writing = async move {
         let mut writer = DiskWriter::new(file, start, route);
-        while let Some((buf, n)) = full_rx.blocking_recv() {
-            if stop.load(Ordering::Relaxed) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "upload cancelled",
-                ));
-            }
-            writer.write(&buf.as_slice()[..n])?;
+        while let Some((buf, n)) = full_rx.recv().await {
+            let (returned, buf, written) = tokio::task::spawn_blocking(move || {
+                let written = writer.write(&buf.as_slice()[..n]);
+                (writer, buf, written)
+            })
+            .await
+            .map_err(io::Error::other)?;
+            written?;
+            writer = returned;
             // Fails only once the reader is gone; the buffer is not needed.
             let _ = empty_tx.try_send(buf);
         }
         writer.finish()
-    });
+    };
     // Dropping the writer's end of the channel ends its loop once it has
-    // written what is queued; a cancelled upload stops it sooner.
+    // written what is queued.
     let reading = async move {
         let mut total = 0u64;
         while let Some(mut buf) = empty_rx.recv().await {
@@ -243,50 +245,16 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
             total += n as u64;
             progress.fetch_add(n as u64, Ordering::Relaxed);
             if full_tx.send((buf, n)).await.is_err() {
-                break; // the writer failed: its error is below
+                break; // the writer failed: its error is returned
             }
         }
         drop(full_tx);
         Ok::<_, io::Error>(total)
     };
-    let total = reading.await;
-    if total.is_err() {
-        // The upload is lost anyway: skip what is still queued.
-        cancelled.flag.store(true, Ordering::Relaxed);
-    }
-    let written = writer.await.map_err(io::Error::other)?;
-    cancelled.disarm();
-    let total = total?;
-    written?;
+    // The first error ends both: a failed socket stops the writes still
+    // queued (the upload is lost anyway), a failed write stops reading.
+    let (total, ()) = tokio::try_join!(reading, writing)?;
     Ok(total)
-}
-
-/// Raises its flag when dropped before [`disarm`](CancelOnDrop::disarm):
-/// the future holding it was cancelled.
-struct CancelOnDrop {
-    flag: Arc<AtomicBool>,
-    armed: bool,
-}
-
-impl CancelOnDrop {
-    fn armed() -> CancelOnDrop {
-        CancelOnDrop {
-            flag: Arc::default(),
-            armed: true,
-        }
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            self.flag.store(true, Ordering::Relaxed);
-        }
-    }
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
@@ -432,6 +400,51 @@ mod tests {
         }
     }
 
+    /// A client that sends nothing; it says so when first asked for data.
+    struct SendsNothing(Option<tokio::sync::oneshot::Sender<()>>);
+
+    impl AsyncRead for SendsNothing {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if let Some(asked) = self.0.take() {
+                let _ = asked.send(());
+            }
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Uploads whose clients send nothing hold no blocking thread: with
+    /// more of them than the blocking pool has threads, other file work
+    /// still runs. (A hang is what this catches; the timeout is generous.)
+    #[test]
+    fn stalled_uploads_leave_the_blocking_pool_free() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_dir, _, file) = runtime.block_on(upload_target());
+        let uploads_then_other_work = async {
+            for _ in 0..4 {
+                let (asked, waiting) = tokio::sync::oneshot::channel();
+                let file = file.try_clone().await.unwrap();
+                let client = SendsNothing(Some(asked));
+                tokio::spawn(async move { receive_file(client, &file, Progress::default()).await });
+                waiting.await.unwrap();
+            }
+            tokio::task::spawn_blocking(|| "done").await.unwrap()
+        };
+        let outcome = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), uploads_then_other_work).await
+        });
+        assert_eq!(outcome.expect("the blocking pool is taken"), "done");
+        runtime.shutdown_background();
+    }
+
     /// A file under a fresh directory, and the same file for writing.
     async fn upload_target() -> (tempfile::TempDir, std::path::PathBuf, tokio::fs::File) {
         let dir = tempfile::tempdir().unwrap();
@@ -509,19 +522,6 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
-    }
-
-    #[test]
-    fn cancel_on_drop_raises_its_flag_unless_disarmed() {
-        let cancelled = CancelOnDrop::armed();
-        let flag = cancelled.flag.clone();
-        drop(cancelled);
-        assert!(flag.load(Ordering::Relaxed));
-
-        let finished = CancelOnDrop::armed();
-        let flag = finished.flag.clone();
-        finished.disarm();
-        assert!(!flag.load(Ordering::Relaxed));
     }
 
     #[tokio::test]
