@@ -134,31 +134,38 @@ impl Storage {
 
     /// Streams the entries of a directory (or the single entry of a file)
     /// through a bounded channel, so huge directories take bounded memory.
+    /// The directory is read in batches, one blocking job each, so a client
+    /// that reads its listing slowly holds no blocking thread meanwhile.
     pub async fn list(&self, path: &VPath) -> Result<mpsc::Receiver<io::Result<Entry>>> {
+        const BATCH: usize = 64;
         let first = self.entry(path).await?;
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(BATCH);
         if !first.is_dir {
             tx.send(Ok(first)).await.ok();
             return Ok(rx);
         }
-        let home = self.home.clone();
         let rel = path.relative();
-        tokio::task::spawn_blocking(move || {
-            let entries = match home.read_dir(&rel) {
-                Ok(entries) => entries,
-                Err(e) => return drop(tx.blocking_send(Err(e))),
-            };
-            for dirent in entries {
-                let item = dirent.and_then(|d| {
-                    let name = d.file_name().to_string_lossy().into_owned();
-                    Ok(entry_from(name, &d.metadata()?))
-                });
-                if matches!(&item, Ok(e) if hidden(&e.name)) {
-                    continue;
+        let mut entries = self.blocking(move |home| Ok(home.read_dir(&rel)?)).await?;
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::task::spawn_blocking(move || {
+                    let batch: Vec<_> = entries.by_ref().take(BATCH).map(entry_of).collect();
+                    (entries, batch)
+                })
+                .await;
+                let Ok((rest, batch)) = batch else { return };
+                if batch.is_empty() {
+                    return;
                 }
-                if tx.blocking_send(item).is_err() {
-                    return; // the transfer was aborted
+                for item in batch {
+                    if matches!(&item, Ok(e) if hidden(&e.name)) {
+                        continue;
+                    }
+                    if tx.send(item).await.is_err() {
+                        return; // the transfer was aborted
+                    }
                 }
+                entries = rest;
             }
         });
         Ok(rx)
@@ -369,6 +376,13 @@ fn hidden(name: &str) -> bool {
     name.starts_with(UPLOAD_PREFIX) || name.contains(['\r', '\n'])
 }
 
+/// A directory entry as listed.
+fn entry_of(dirent: io::Result<cap_std::fs::DirEntry>) -> io::Result<Entry> {
+    let dirent = dirent?;
+    let name = dirent.file_name().to_string_lossy().into_owned();
+    Ok(entry_from(name, &dirent.metadata()?))
+}
+
 fn entry_from(name: String, meta: &cap_std::fs::Metadata) -> Entry {
     Entry {
         name,
@@ -391,6 +405,45 @@ mod tests {
         std::fs::write(root.path().join("secret/key"), "top").unwrap();
         let storage = Storage::open(root.path(), "alice", false).unwrap();
         (root, storage)
+    }
+
+    /// Listings nobody reads hold no blocking thread: with more of them
+    /// than the blocking pool has threads, other file work still runs. (A
+    /// hang is what this catches; the timeout is generous.)
+    #[test]
+    fn unread_listings_leave_the_blocking_pool_free() {
+        let (root, storage) = setup();
+        let dir = root.path().join("alice/many");
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..300 {
+            std::fs::write(dir.join(format!("f{i}")), "").unwrap();
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let path = VPath::root().join("many");
+        let listings_then_other_work = async {
+            let mut unread = vec![];
+            for _ in 0..4 {
+                unread.push(storage.list(&path).await.unwrap());
+            }
+            let entry = storage.entry(&path).await.unwrap();
+            // Reading on still gets every entry.
+            let mut listed = 0;
+            while let Some(entry) = unread[0].recv().await {
+                entry.unwrap();
+                listed += 1;
+            }
+            (entry.is_dir, listed)
+        };
+        let outcome = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), listings_then_other_work).await
+        });
+        assert_eq!(outcome.expect("the blocking pool is taken"), (true, 300));
+        runtime.shutdown_background();
     }
 
     #[tokio::test]
