@@ -208,30 +208,33 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     let route = upload_route(count);
     // Buffers go round: empty ones to the reader, full ones to the writer.
     let (empty_tx, mut empty_rx) = mpsc::channel::<AlignedBuf>(buffers);
-    let (full_tx, mut full_rx) = mpsc::channel::<(AlignedBuf, usize)>(buffers);
+    let (full_tx, full_rx) = mpsc::channel::<(AlignedBuf, usize)>(buffers);
     for _ in 0..buffers {
         empty_tx
             .try_send(AlignedBuf::new(size)?)
             .expect("the channel holds every buffer");
     }
-    // Each full buffer is written by one job on the blocking pool, in
-    // order; no thread waits there for the client, so uploads that stall
-    // cannot take the pool from other sessions' file operations.
+    // Full buffers are written in order by jobs on the blocking pool, each
+    // job writing what is queued when it runs; no thread waits there for
+    // the client, so uploads that stall cannot take the pool from other
+    // sessions' file operations.
     let writing = async move {
-        let mut writer = DiskWriter::new(file, start, route);
-        while let Some((buf, n)) = full_rx.recv().await {
-            let (returned, buf, written) = tokio::task::spawn_blocking(move || {
-                let written = writer.write(&buf.as_slice()[..n]);
-                (writer, buf, written)
+        let mut queue = WriteQueue {
+            disk: DiskWriter::new(file, start, route),
+            full: full_rx,
+            empty: empty_tx,
+        };
+        while let Some(first) = queue.full.recv().await {
+            let (returned, written) = tokio::task::spawn_blocking(move || {
+                let written = queue.write_queued(first);
+                (queue, written)
             })
             .await
             .map_err(io::Error::other)?;
             written?;
-            writer = returned;
-            // Fails only once the reader is gone; the buffer is not needed.
-            let _ = empty_tx.try_send(buf);
+            queue = returned;
         }
-        writer.finish()
+        queue.disk.finish()
     };
     // Dropping the writer's end of the channel ends its loop once it has
     // written what is queued.
@@ -255,6 +258,28 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     // queued (the upload is lost anyway), a failed write stops reading.
     let (total, ()) = tokio::try_join!(reading, writing)?;
     Ok(total)
+}
+
+/// An upload's writing side: full buffers in, written, empty ones out.
+struct WriteQueue {
+    disk: DiskWriter,
+    full: mpsc::Receiver<(AlignedBuf, usize)>,
+    empty: mpsc::Sender<AlignedBuf>,
+}
+
+impl WriteQueue {
+    /// Writes `first`, then whatever full buffers are queued, until none
+    /// is; each goes back to the reader once written. Blocking.
+    fn write_queued(&mut self, first: (AlignedBuf, usize)) -> io::Result<()> {
+        let mut next = Some(first);
+        while let Some((buf, n)) = next {
+            self.disk.write(&buf.as_slice()[..n])?;
+            // Fails only once the reader is gone; the buffer is not needed.
+            let _ = self.empty.try_send(buf);
+            next = self.full.try_recv().ok();
+        }
+        Ok(())
+    }
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
