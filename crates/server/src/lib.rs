@@ -26,6 +26,8 @@ pub mod lockout;
 pub mod metrics;
 pub mod ops;
 pub mod passive;
+#[cfg(test)]
+mod pool_test;
 pub mod reply;
 pub mod server;
 pub mod session;

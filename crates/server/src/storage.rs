@@ -418,14 +418,8 @@ mod tests {
         for i in 0..300 {
             std::fs::write(dir.join(format!("f{i}")), "").unwrap();
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let path = VPath::root().join("many");
-        let listings_then_other_work = async {
+        let outcome = crate::pool_test::with_two_blocking_threads(|| async {
             let mut unread = vec![];
             for _ in 0..4 {
                 unread.push(storage.list(&path).await.unwrap());
@@ -438,12 +432,8 @@ mod tests {
                 listed += 1;
             }
             (entry.is_dir, listed)
-        };
-        let outcome = runtime.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(30), listings_then_other_work).await
         });
-        assert_eq!(outcome.expect("the blocking pool is taken"), (true, 300));
-        runtime.shutdown_background();
+        assert_eq!(outcome, (true, 300));
     }
 
     #[tokio::test]

@@ -446,14 +446,8 @@ mod tests {
     /// still runs. (A hang is what this catches; the timeout is generous.)
     #[test]
     fn stalled_uploads_leave_the_blocking_pool_free() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .max_blocking_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (_dir, _, file) = runtime.block_on(upload_target());
-        let uploads_then_other_work = async {
+        let done = crate::pool_test::with_two_blocking_threads(|| async {
+            let (_dir, _, file) = upload_target().await;
             for _ in 0..4 {
                 let (asked, waiting) = tokio::sync::oneshot::channel();
                 let file = file.try_clone().await.unwrap();
@@ -462,12 +456,8 @@ mod tests {
                 waiting.await.unwrap();
             }
             tokio::task::spawn_blocking(|| "done").await.unwrap()
-        };
-        let outcome = runtime.block_on(async {
-            tokio::time::timeout(Duration::from_secs(30), uploads_then_other_work).await
         });
-        assert_eq!(outcome.expect("the blocking pool is taken"), "done");
-        runtime.shutdown_background();
+        assert_eq!(done, "done");
     }
 
     /// A file under a fresh directory, and the same file for writing.
