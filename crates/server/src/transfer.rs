@@ -125,10 +125,10 @@ fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
 
 /// The buffers of all running uploads together aim at this size, each
 /// upload's between [`RECV_BUF_MIN`] and [`RECV_BUF_MAX`]. A lone upload
-/// gets large buffers: each direct write is one trip to the device, and
-/// 2 MiB writes took a single 1 GiB STOR to ~83% of the disk's durable
-/// write rate where 512 KiB reached ~70% (`make bench-ftp`, kubeftp alone,
-/// single phase, two runs each). Many uploads get small ones, so memory
+/// gets large buffers, so its writer wakes up rarely (when lone uploads
+/// still wrote directly, where each write is one trip to the device, 2 MiB
+/// writes took a 1 GiB STOR to ~83% of the disk's durable write rate and
+/// 512 KiB to ~70%; `make bench-ftp`). Many uploads get small ones, so memory
 /// stays bounded, and where uploads go through the page cache (no direct
 /// I/O) the buffer is still in the CPU cache when it is copied there: with
 /// 512 KiB each, 1000 buffered uploads at once spent half the server's CPU
@@ -191,10 +191,10 @@ impl Drop for Running {
 }
 
 /// Receives a binary upload into `file` (from its current position). The
-/// socket is read into a few buffers in turn ([`recv_buffers`]); a
-/// [`DiskWriter`] on a blocking thread writes the full ones in order, by the
-/// route [`upload_route`] picks, so the fsync before 226 has little left to
-/// do. ASCII uploads use [`copy`]. If the upload is dropped (ABOR) or its
+/// socket is read into a few buffers in turn ([`recv_buffers`]); jobs on
+/// the blocking pool write the full ones in order with a [`DiskWriter`], by
+/// the route [`upload_route`] picks, so the fsync before 226 has little left
+/// to do. ASCII uploads use [`copy`]. If the upload is dropped (ABOR) or its
 /// socket fails, no write starts after the one running.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     mut from: R,
