@@ -11,9 +11,9 @@
 //!   writeback started every 8 MiB; the kernel's writeback keeps several
 //!   requests in flight, which a lone direct writer does not. At most eight
 //!   started ranges are outstanding ([`WRITEBACK`]): past that the oldest
-//!   is waited for and dropped from the page cache, so
-//!   one upload holds a bounded amount of dirty memory (charged to the
-//!   pod) and does not push other files out of the cache.
+//!   is waited for and dropped from the page cache, so one upload holds a
+//!   bounded amount of dirty memory (charged to the pod) and does not push
+//!   other files out of the cache.
 //!
 //! Direct I/O wants aligned buffers, offsets and lengths, so on the direct
 //! route an upload that starts at an unaligned offset (REST, APPE), the
