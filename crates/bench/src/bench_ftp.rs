@@ -46,8 +46,9 @@ pub struct Args {
     /// Scratch directory for the test files and server roots.
     #[arg(long, default_value = "target/bench-ftp")]
     work: PathBuf,
-    /// Rounds of each single-stream measurement (medians are reported).
-    #[arg(long, default_value_t = 7)]
+    /// Rounds of each single-stream measurement (medians are reported);
+    /// one round's ratio can be off by a third on a shared virtual machine.
+    #[arg(long, default_value_t = 11)]
     runs: usize,
     /// Size of the single-stream file, in MiB.
     #[arg(long, default_value_t = 1024)]
