@@ -243,7 +243,9 @@ fn start_writeback(file: &File, (offset, len): (u64, u64)) {
 }
 
 /// Waits until a range's writeback has finished (starting it for pages
-/// dirtied since); an I/O error writing it is returned.
+/// dirtied since); an I/O error writing it is returned. It must not be
+/// dropped: the kernel reports a writeback error once per open file, so
+/// the fsync at commit would not see it again.
 fn wait_for_writeback(file: &File, (offset, len): (u64, u64)) -> io::Result<()> {
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
         | libc::SYNC_FILE_RANGE_WRITE
