@@ -756,16 +756,6 @@ impl Steps {
     }
 }
 
-/// `n` sessions move the 10 MiB file at the same time, down then up.
-///
-/// The clock of each direction starts at a barrier before the transfer
-/// commands: every session has its data connection open but has not sent
-/// RETR (or STOR), so no server has sent a byte yet; it stops at the last
-/// 226. Starting the clock once data flows instead would leave out what the
-/// servers pushed into the loopback socket buffers (several MiB per
-/// connection, a large part of a 10 MiB file) while the other sessions were
-/// still being set up, and inflate the figure. The memory sample is taken
-/// in a separate, untimed pass with every transfer open.
 /// `rounds` runs of [`concurrent`] on each server, taking turns to go
 /// first as in [`rounds`]; returns each server's figures in round order. A
 /// round vsftpd cannot serve is reported, not fatal, and counts as not
@@ -797,6 +787,16 @@ async fn concurrent_rounds(
     Ok((a, b))
 }
 
+/// `n` sessions move the 10 MiB file at the same time, down then up.
+///
+/// The clock of each direction starts at a barrier before the transfer
+/// commands: every session has its data connection open but has not sent
+/// RETR (or STOR), so no server has sent a byte yet; it stops at the last
+/// 226. Starting the clock once data flows instead would leave out what the
+/// servers pushed into the loopback socket buffers (several MiB per
+/// connection, a large part of a 10 MiB file) while the other sessions were
+/// still being set up, and inflate the figure. The memory sample is taken
+/// in a separate, untimed pass with every transfer open.
 async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Result<Concurrent> {
     let size = contents.len() as u64;
     let setup = Arc::new(Semaphore::new(SETUP_PARALLEL));
