@@ -35,7 +35,7 @@ pub const DIRECT_ALIGN: usize = 4096;
 /// Largest single write into the page cache. On the benchmark machine
 /// (ext4, Linux 6.18) writes of 2 MiB with writeback every 8 MiB reached
 /// the disk at 0.4x the rate of 1 MiB writes; 512 KiB and 1 MiB did alike.
-pub const PAGE_CACHE_PIECE: usize = 1024 * 1024;
+const PAGE_CACHE_PIECE: usize = 1024 * 1024;
 
 /// When the page-cache route starts writeback and waits for it.
 #[derive(Clone, Copy, Debug)]
@@ -178,11 +178,9 @@ impl DiskWriter {
             self.in_writeback.push_back(range);
             self.written_back = self.offset;
         }
-        while self.in_writeback.len() > self.writeback.window {
-            let oldest = self
-                .in_writeback
-                .pop_front()
-                .expect("longer than the window");
+        while self.in_writeback.len() > self.writeback.window
+            && let Some(oldest) = self.in_writeback.pop_front()
+        {
             wait_for_writeback(&self.file, oldest)?;
             drop_from_cache(&self.file, oldest);
         }
