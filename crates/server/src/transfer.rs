@@ -67,9 +67,13 @@ where
     Ok(total)
 }
 
-/// Most bytes one sendfile(2) call may move; the socket buffer usually
-/// takes less.
-const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
+/// Most bytes one sendfile(2) call may move. Small calls measured faster
+/// than large ones: a 1 GiB RETR on loopback with BBR (which paces with
+/// timers there) ran 1.2-1.3x faster in 128 KiB calls than in 4 MiB calls,
+/// used a quarter less of the server's CPU, and the kernel woke the client
+/// a third less often; with CUBIC (no pacing; the client is the limit) the
+/// two sizes ran the same. 64 KiB calls were slower again.
+const SENDFILE_CHUNK: usize = 128 * 1024;
 
 /// Sends `file` from its current position (REST) to its end over a plain
 /// TCP connection with sendfile(2): page cache to socket, no copy through
