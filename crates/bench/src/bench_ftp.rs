@@ -1092,11 +1092,8 @@ fn congestion_control() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Names the congestion control, and says what BBR does to loopback
-/// figures: it paces every connection, and without the fq qdisc (loopback
-/// has none) the kernel paces with high-resolution timers. On the
-/// 2-CPU virtual machine of the README's table a 1 GiB RETR ran 2-4x
-/// slower than with CUBIC, for either server.
+/// Names the congestion control; for BBR, adds what it does to loopback
+/// figures (loopback has no fq qdisc, so the kernel paces with timers).
 fn congestion_control_note(name: &str) -> String {
     let mut note = format!("TCP congestion control: {name}.");
     if name == "bbr" {
