@@ -123,6 +123,8 @@ pub async fn run(args: Args) -> Result<()> {
     let contents = read_aligned(&work.join("data/big.bin")).context("reading the big file")?;
     let contents = contents.as_slice();
     let session_file = Arc::new(fs::read(work.join("data/10m.bin"))?);
+    // The same, aligned, for the concurrent disk ceiling.
+    let session_aligned = read_aligned(&work.join("data/10m.bin"))?;
     let password = servers::password();
     let mut rows = Vec::new();
     let nan2 = (f64::NAN, f64::NAN);
@@ -212,7 +214,7 @@ pub async fn run(args: Args) -> Result<()> {
             &session_file,
             || {
                 if run("ceilings") {
-                    disk.push(disk_write_parallel(&work, n, &session_file)?);
+                    disk.push(disk_write_parallel(&work, n, session_aligned.as_slice())?);
                 }
                 Ok(())
             },
@@ -376,9 +378,8 @@ pub async fn run(args: Args) -> Result<()> {
     for c in &figures.concurrent {
         println!(
             "- durable write of {n} {SESSION_FILE_MIB} MiB files at once on the same filesystem, \
-             one thread per file writing 1 MiB pieces, then fsync; the faster of O_DIRECT and \
-             the page cache (median of {}, between the {n}-session runs): {}; kubeftp's {n}-session \
-             STOR reaches {}",
+             one thread per file writing as above (median of {}, between the {n}-session runs): \
+             {}; kubeftp's {n}-session STOR reaches {}",
             args.concurrent_rounds,
             mib_per_s(c.disk),
             percent(c.stor.0, c.disk),
@@ -817,9 +818,9 @@ impl Steps {
 
 /// `rounds` runs of [`concurrent`] on each server, taking turns to go
 /// first as in [`rounds`], with `between` after each; returns each server's
-/// figures in round order. A
-/// round vsftpd cannot serve is reported, not fatal, and counts as not
-/// measured, as do all of vsftpd's with `--kubeftp-only`.
+/// figures in round order. A round vsftpd cannot serve is reported, not
+/// fatal, and counts as not measured, as do all of vsftpd's with
+/// `--kubeftp-only`.
 async fn concurrent_rounds(
     rounds: usize,
     n: usize,
@@ -1111,32 +1112,31 @@ fn disk_write_buffered(path: &Path, contents: &[u8]) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// The disk's durable write rate for `n` files of `contents` written at
-/// once, the STOR ceiling of `n` concurrent sessions: one thread per file,
-/// each writing in 1 MiB pieces and fsyncing; the faster of O_DIRECT and
-/// the page cache (with `n` writers the kernel's writeback batches the
-/// pages of many files into each request). Bytes per second, timed from
-/// the moment every thread is ready to the last fsync.
+/// The disk's durable write rate for `n` files of `contents` (starting at
+/// an aligned address: see [`read_aligned`]) written at once, the STOR
+/// ceiling of `n` concurrent sessions: one thread per file, each writing as
+/// the single-stream ceiling does, the faster of [`disk_write_direct`] and
+/// [`disk_write_buffered`]. Bytes per second, timed from the moment every
+/// thread is ready to the last fsync.
 fn disk_write_parallel(work: &Path, n: usize, contents: &[u8]) -> Result<f64> {
     let dir = work.join("disk-ceiling");
-    fs::create_dir_all(&dir)?;
-    let mut aligned = AlignedBuf::new(contents.len())?;
-    aligned.as_mut_slice().copy_from_slice(contents);
     let mut fastest = f64::INFINITY;
-    for direct in [true, false] {
-        let seconds = parallel_writes(&dir, n, aligned.as_slice(), direct)?;
-        fastest = fastest.min(seconds);
+    for write in [disk_write_direct, disk_write_buffered] {
+        fs::create_dir_all(&dir)?;
+        fastest = fastest.min(parallel_writes(&dir, n, contents, write)?);
         fs::remove_dir_all(&dir)?;
-        fs::create_dir(&dir)?;
         sync();
     }
-    fs::remove_dir(&dir)?;
     Ok((n * contents.len()) as f64 / fastest)
 }
 
-/// Seconds for `n` threads to write a file of `contents` each in `dir`
-/// (with O_DIRECT or through the page cache) and fsync it.
-fn parallel_writes(dir: &Path, n: usize, contents: &[u8], direct: bool) -> Result<f64> {
+/// Seconds for `n` threads to `write` a file of `contents` each in `dir`.
+fn parallel_writes(
+    dir: &Path,
+    n: usize,
+    contents: &[u8],
+    write: fn(&Path, &[u8]) -> Result<f64>,
+) -> Result<f64> {
     let ready = std::sync::Barrier::new(n + 1);
     std::thread::scope(|scope| {
         let writers: Vec<_> = (0..n)
@@ -1144,22 +1144,16 @@ fn parallel_writes(dir: &Path, n: usize, contents: &[u8], direct: bool) -> Resul
                 let (path, ready) = (dir.join(format!("{i}.bin")), &ready);
                 scope.spawn(move || {
                     ready.wait();
-                    if direct {
-                        disk_write_direct(&path, contents).map(drop)
-                    } else {
-                        let mut f = fs::File::create(&path)?;
-                        for piece in contents.chunks(CLIENT_BUF) {
-                            f.write_all(piece)?;
-                        }
-                        Ok(f.sync_all()?)
-                    }
+                    write(&path, contents)
                 })
             })
             .collect();
         ready.wait();
         let started = Instant::now();
         for writer in writers {
-            writer.join().expect("a writer thread panicked")?;
+            writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("a disk writer thread panicked"))??;
         }
         Ok(started.elapsed().as_secs_f64())
     })
