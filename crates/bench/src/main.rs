@@ -87,9 +87,9 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// NaN throughout for no values.
+    /// Of the values that are not NaN; NaN throughout for none.
     pub fn of(values: &[f64]) -> Spread {
-        let mut sorted = values.to_vec();
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
         let median = median(&mut sorted);
         Spread {
             median,
@@ -223,8 +223,11 @@ pub fn loadavg() -> f32 {
         .unwrap_or(f32::NAN)
 }
 
+/// The median of the values that are not NaN (a round not measured);
+/// NaN when none is.
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
+    let values: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
     let n = values.len();
     if n == 0 {
         return f64::NAN;
@@ -268,6 +271,11 @@ mod tests {
     fn medians() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        // A round not measured is left out, not sorted in.
+        assert_eq!(median(&mut [f64::NAN, 3.0, 1.0]), 2.0);
+        assert!(median(&mut [f64::NAN]).is_nan());
+        let spread = Spread::of(&[1.2, f64::NAN, 0.9]);
+        assert_eq!((spread.min, spread.max), (0.9, 1.2));
         assert!(median(&mut []).is_nan());
     }
 
