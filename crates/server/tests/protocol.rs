@@ -742,6 +742,55 @@ async fn interrupted_uploads_never_replace_the_target() {
     only_target();
 }
 
+/// Uploads that run alongside four or more others are spliced (socket to
+/// pipe to file) rather than read into buffers: eight at once each arrive
+/// whole, and one aborted midway leaves its target as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_uploads_arrive_whole_and_an_aborted_one_changes_nothing() {
+    let server = TestServer::start().await;
+    std::fs::write(server.alice_path("aborted"), "original").unwrap();
+    let mut uploads = Vec::new();
+    for i in 0..8 {
+        let mut c = RawClient::login(server.addr, ALICE).await;
+        let addr = c.pasv().await;
+        let data = c
+            .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
+            .await;
+        let name = if i == 6 {
+            "aborted".to_string()
+        } else {
+            format!("up-{i}")
+        };
+        c.expect(&format!("STOR {name}"), 150).await;
+        uploads.push((c, data, name, random_bytes((2 << 20) + i * 4099)));
+    }
+    // Every upload is running before any byte is sent.
+    let sending = uploads.into_iter().map(|(mut c, mut data, name, payload)| {
+        tokio::spawn(async move {
+            if name == "aborted" {
+                data.write_all(&payload[..1 << 20]).await.unwrap();
+                c.send_raw(b"ABOR\r\n").await;
+                assert_eq!(c.read_reply().await.0, 426);
+                assert_eq!(c.read_reply().await.0, 226);
+                return (name, None);
+            }
+            data.write_all(&payload).await.unwrap();
+            data.shutdown().await.unwrap();
+            let (code, text) = c.read_reply().await;
+            assert_eq!(code, 226, "{name}: {text}");
+            (name, Some(payload))
+        })
+    });
+    for task in sending.collect::<Vec<_>>() {
+        let (name, payload) = task.await.unwrap();
+        let stored = std::fs::read(server.alice_path(&name)).unwrap();
+        match payload {
+            Some(payload) => assert!(stored == payload, "{name} differs"),
+            None => assert_eq!(stored, b"original"),
+        }
+    }
+}
+
 /// In stream mode the end of the data connection is the end of the file:
 /// an upload whose data connection ends cleanly is kept even if the client
 /// sent QUIT, or closed the control connection, before the 226 came.
