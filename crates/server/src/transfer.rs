@@ -290,20 +290,24 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     Ok(total)
 }
 
-/// How many uploads running at once (itself included) have a plain binary
-/// upload spliced ([`receive_from_tcp`]): more than
-/// [`PAGE_CACHE_UPLOADS_MAX`], and up to 128. Spliced uploads go through
-/// the page cache, each filling its pipe and writing it out in turn. A
-/// lone 1 GiB upload spliced so ran at 0.85x vsftpd's rate (786 MiB/s)
-/// where buffers, read while the writes wait for writeback, had reached
-/// 1.28x (1347), and 1000 spliced uploads at once (a first build with
-/// 1 MiB pipes) ran at 61 MiB/s where direct writes ran at 378-490 (`make
-/// bench-ftp`; `kubeftp-bench ftp --phases concurrent --concurrent 1000
-/// --kubeftp-only`). Counts between 100 and 1000 were not measured.
+/// Plain binary uploads are spliced ([`receive_from_tcp`]) while more than
+/// [`PAGE_CACHE_UPLOADS_MAX`] and at most this many uploads run, each
+/// counting itself.
+const SPLICE_UPLOADS_MAX: usize = 128;
+
+/// Whether an upload that starts while `running` uploads run is spliced.
+/// Not alone: a lone 1 GiB upload spliced ran at 0.85x vsftpd's rate
+/// (786 MiB/s) where buffers had reached 1.28x (1347; `make bench-ftp`),
+/// with more of the server's CPU per GiB (0.80 s against 0.63), and
+/// splicing into one half of the pipe while the other was written out did
+/// not close the gap (1098-1134 MiB/s against 1231-1479 with buffers;
+/// `kubeftp-bench ftp --phases single --runs 3 --kubeftp-only`). Not with
+/// many: 1000 spliced uploads at once (a first build with 1 MiB pipes) ran
+/// at 61 MiB/s where direct writes ran at 378-490 (`--phases concurrent
+/// --concurrent 1000`). Counts between 100 and 1000 were not measured.
 fn splices(running: usize) -> bool {
     (PAGE_CACHE_UPLOADS_MAX + 1..=SPLICE_UPLOADS_MAX).contains(&running)
 }
-const SPLICE_UPLOADS_MAX: usize = 128;
 
 /// What the pipes of all spliced uploads ask for together, each between
 /// [`PIPE_MIN`] and [`PIPE_MAX`]; the kernel rounds a pipe up to a power
@@ -325,10 +329,12 @@ fn pipe_size(running: usize) -> usize {
 /// ours: splice(2) moves the socket's pages into a pipe, and a job on the
 /// blocking pool splices each pipeful into the page cache, writeback
 /// following ([`DiskWriter::write_from_pipe`]). That is a copy fewer than
-/// [`receive_file`] makes: 100 uploads at once ran 1.34x as fast as with
-/// buffers written directly, the server's CPU being the limit there
-/// (medians of 9 interleaved rounds, kubeftp alone, `kubeftp-bench ftp
-/// --phases concurrent --concurrent 100 --kubeftp-only`). Otherwise, or
+/// [`receive_file`] makes, where the server's CPU is the limit: 100
+/// uploads at once ran at 1029 MiB/s against 917 with buffers written
+/// directly (medians of 9 interleaved rounds, kubeftp alone,
+/// `kubeftp-bench ftp --phases concurrent --concurrent 100
+/// --kubeftp-only`); a first build that gave every upload a 1 MiB pipe ran
+/// at 1112 against 828. Otherwise, or
 /// when the kernel gives no pipe of at least [`PIPE_MIN`], it is
 /// [`receive_file`]. Fails with `TimedOut` when the client sends nothing
 /// for `idle_limit`.
