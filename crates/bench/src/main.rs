@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// kubeftp-server against vsftpd on loopback (root; ~11 minutes).
+    /// kubeftp-server against vsftpd on loopback (root; ~12 minutes).
     Ftp(bench_ftp::Args),
     /// The operator with many FtpServers on a real control plane.
     Operator(bench_operator::Args),
@@ -194,7 +194,8 @@ pub fn machine() -> Result<String> {
         .and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
-    let rev = command_output("git", &["rev-parse", "--short", "HEAD"]);
+    // "-dirty" when the tree differs from the commit.
+    let rev = command_output("git", &["describe", "--always", "--dirty", "--abbrev=7"]);
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let mut s = String::new();
     writeln!(
