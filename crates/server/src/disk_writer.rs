@@ -512,31 +512,12 @@ mod tests {
     /// pipeful at a time; returns the writeback ranges outstanding after
     /// each pipeful.
     fn write_through_pipe(writer: &mut DiskWriter, data: &[u8]) -> Vec<usize> {
-        use crate::pipe::Spliced;
-        use std::io::Write;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (socket, _) = listener.accept().unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let sender = std::thread::spawn({
-            let data = data.to_vec();
-            move || client.write_all(&data).unwrap()
-        });
         let mut pipe = Pipe::with_capacity(256 * 1024).unwrap();
         let mut outstanding = Vec::new();
-        loop {
-            match pipe.splice_from_socket(&socket, 256 * 1024) {
-                Ok(Spliced::End) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(std::time::Duration::from_millis(1))
-                }
-                Err(e) => panic!("{e}"),
-            }
-            writer.write_from_pipe(&mut pipe).unwrap();
+        crate::pipe::send_through(&mut pipe, data, |pipe| {
+            writer.write_from_pipe(pipe).unwrap();
             outstanding.push(writer.in_writeback.len());
-        }
-        sender.join().unwrap();
+        });
         outstanding
     }
 

@@ -147,6 +147,35 @@ impl Pipe {
     }
 }
 
+/// Test support: sends `data` over loopback TCP from another thread and
+/// splices it into `pipe` until the sender is done, handing the pipe to
+/// `empty` after each splice.
+#[cfg(test)]
+pub(crate) fn send_through(pipe: &mut Pipe, data: &[u8], mut empty: impl FnMut(&mut Pipe)) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (socket, _) = listener.accept().unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let sender = std::thread::spawn({
+        let data = data.to_vec();
+        move || client.write_all(&data).unwrap()
+    });
+    let room = pipe.capacity().unwrap();
+    loop {
+        match pipe.splice_from_socket(&socket, room) {
+            Ok(Spliced::End) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Err(e) => panic!("{e}"),
+        }
+        empty(pipe);
+    }
+    sender.join().unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,30 +204,16 @@ mod tests {
 
     #[test]
     fn bytes_go_from_a_socket_through_the_pipe_to_a_file_in_order() {
-        let (mut client, server) = socket_pair();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let sender = std::thread::spawn({
-            let data = data.clone();
-            move || client.write_all(&data).unwrap()
-        });
         let dir = tempfile::tempdir().unwrap();
         let file = File::create(dir.path().join("f")).unwrap();
         let mut pipe = Pipe::with_capacity(64 * 1024).unwrap();
         let mut written = 0u64;
-        loop {
-            match pipe.splice_from_socket(&server, 64 * 1024) {
-                Ok(Spliced::End) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(std::time::Duration::from_millis(1))
-                }
-                Err(e) => panic!("{e}"),
-            }
+        send_through(&mut pipe, &data, |pipe| {
             while !pipe.is_empty() {
                 written += pipe.splice_to_file(&file, written, usize::MAX).unwrap() as u64;
             }
-        }
-        sender.join().unwrap();
+        });
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), data);
     }
 
