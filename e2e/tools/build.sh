@@ -7,7 +7,8 @@
 #   e2e/tools/build.sh --print   only print the binary directory
 #
 # Environment: KUBEFTP_TOOLS_DIR overrides the binary directory; GOCACHE and
-# GOMODCACHE default to persistent directories under the kubeftp cache.
+# GOMODCACHE default to directories under the kubeftp cache, which survive
+# an interrupted build and are removed once every binary is built.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,6 +24,8 @@ if [[ "${1:-}" == "--print" ]]; then
   exit 0
 fi
 
+own_gocache=$([[ -n "${GOCACHE:-}" ]] || echo yes)
+own_gomodcache=$([[ -n "${GOMODCACHE:-}" ]] || echo yes)
 export GOCACHE="${GOCACHE:-$cache_root/go/build}"
 export GOMODCACHE="${GOMODCACHE:-$cache_root/go/mod}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
@@ -117,6 +120,11 @@ if [[ -n "$(missing pause)" ]]; then
   mv -f "$stage/pause" "$bin/pause"
   rmdir "$stage"
 fi
+
+# Every binary is in place. The Go caches are only for building them (5 GB
+# for these tools), so ours go; caches given from outside stay.
+[[ -z "$own_gocache" || ! -d "$GOCACHE" ]] || go clean -cache
+[[ -z "$own_gomodcache" || ! -d "$GOMODCACHE" ]] || go clean -modcache
 
 log "binaries ready in $bin ($((SECONDS - start)) s)"
 echo "$bin"
