@@ -304,7 +304,10 @@ const SPLICE_UPLOADS_MAX: usize = 128;
 /// `kubeftp-bench ftp --phases single --runs 3 --kubeftp-only`). Not with
 /// many: 1000 spliced uploads at once (a first build with 1 MiB pipes) ran
 /// at 61 MiB/s where direct writes ran at 378-490 (`--phases concurrent
-/// --concurrent 1000`). Counts between 100 and 1000 were not measured.
+/// --concurrent 1000`). In between, with pipes from [`PIPE_BUDGET`], the
+/// two routes tie at 200 uploads (994-1148 MiB/s spliced, 953-1146
+/// direct) and splicing is behind at 300 (595-833 against 790-1049; two
+/// runs of 3 rounds each, kubeftp alone, `--concurrent 200` / `300`).
 fn splices(running: usize) -> bool {
     (PAGE_CACHE_UPLOADS_MAX + 1..=SPLICE_UPLOADS_MAX).contains(&running)
 }
@@ -314,7 +317,10 @@ fn splices(running: usize) -> bool {
 /// of two pages, so they may get up to twice this. Pipe memory is also
 /// capped per user: past `/proc/sys/fs/pipe-user-pages-soft` (64 MiB by
 /// default) an unprivileged user's new pipes get two pages, so this stays
-/// below it, and a pipe smaller than [`PIPE_MIN`] is not used.
+/// below it, and a pipe smaller than [`PIPE_MIN`] is not used. Larger is
+/// not faster: at 100 uploads a 64 MiB budget ran at 393 and 442 MiB/s
+/// where 16 MiB ran at 1007 and 1034, and 4 or 8 MiB tied with 16 (medians
+/// of 3-round runs taking turns, `--phases concurrent --concurrent 100`).
 const PIPE_BUDGET: usize = 16 * 1024 * 1024;
 const PIPE_MAX: usize = 1024 * 1024;
 const PIPE_MIN: usize = 16 * 1024;
