@@ -7,12 +7,9 @@
 //! - Direct (`O_DIRECT`): from the upload's own buffers straight to the
 //!   device, no copy into the page cache. One write at a time per upload,
 //!   so it fills the device's queue only when many uploads run at once.
-//! - Page cache: from the upload's buffers or, spliced, from a pipe
-//!   ([`DiskWriter::write_from_pipe`]), in pieces of at most
-//!   [`PAGE_CACHE_PIECE`], with writeback started every 8 MiB (every 2 MiB
-//!   for an upload among many, [`WRITEBACK_CROWDED`]); the kernel's
-//!   writeback keeps several requests in flight, which a lone direct writer
-//!   does not. At most eight
+//! - Page cache: written in pieces of at most [`PAGE_CACHE_PIECE`], with
+//!   writeback started every 8 MiB; the kernel's writeback keeps several
+//!   requests in flight, which a lone direct writer does not. At most eight
 //!   started ranges are outstanding ([`WRITEBACK`]): past that the oldest
 //!   is waited for and dropped from the page cache, so one upload holds a
 //!   bounded amount of dirty memory (charged to the pod) and does not push
@@ -28,8 +25,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-
-use crate::pipe::Pipe;
 
 /// Alignment of direct writes: buffer addresses, file offsets and lengths
 /// are multiples of it. 4 KiB covers the logical block size of common
@@ -58,16 +53,6 @@ struct Writeback {
 /// window (fsync included; 8 interleaved rounds on the benchmark machine).
 const WRITEBACK: Writeback = Writeback {
     every: 8 * 1024 * 1024,
-    window: 8,
-};
-
-/// Writeback for an upload running with many others: smaller ranges, so
-/// the disk gets each file's first bytes early instead of most of them at
-/// the fsyncs. 100 uploads at once through the page cache (buffered, kubeftp
-/// alone, 9 interleaved rounds each): 845 MiB/s with 2 MiB ranges, 796 with
-/// 1 MiB, 690 with 8 MiB.
-const WRITEBACK_CROWDED: Writeback = Writeback {
-    every: 2 * 1024 * 1024,
     window: 8,
 };
 
@@ -138,16 +123,6 @@ impl DiskWriter {
         }
     }
 
-    /// A writer for an upload that arrives through a pipe
-    /// ([`DiskWriter::write_from_pipe`]), appending at `start` by the page
-    /// cache, with writeback for an upload among many
-    /// ([`WRITEBACK_CROWDED`]).
-    pub fn spliced(file: File, start: u64) -> DiskWriter {
-        let mut writer = DiskWriter::new(file, start, Route::PageCache);
-        writer.writeback = WRITEBACK_CROWDED;
-        writer
-    }
-
     /// The route the next aligned write takes.
     pub fn route(&self) -> Route {
         if self.direct {
@@ -190,29 +165,6 @@ impl DiskWriter {
         Ok(())
     }
 
-    /// Writes everything in `pipe` after what was written so far, by the
-    /// page-cache route (spliced, so no buffer of ours holds the bytes). A
-    /// filesystem that refuses spliced writes gets them read out of the
-    /// pipe and written.
-    pub fn write_from_pipe(&mut self, pipe: &mut Pipe) -> io::Result<()> {
-        if self.direct {
-            self.stop_direct()?;
-        }
-        while !pipe.is_empty() {
-            match pipe.splice_to_file(&self.file, self.offset, PAGE_CACHE_PIECE) {
-                Ok(n) => self.offset += n as u64,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    let mut buf = vec![0; pipe.len().min(PAGE_CACHE_PIECE)];
-                    let n = pipe.read_into(&mut buf)?;
-                    self.file.write_all_at(&buf[..n], self.offset)?;
-                    self.offset += n as u64;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.written()
-    }
-
     /// The page-cache route: bounded pieces, writeback started and waited
     /// for by [`Writeback`].
     fn write_through_cache(&mut self, data: &[u8]) -> io::Result<()> {
@@ -220,13 +172,6 @@ impl DiskWriter {
             self.file.write_all_at(piece, self.offset)?;
             self.offset += piece.len() as u64;
         }
-        self.written()
-    }
-
-    /// After a write by the page-cache route: starts writeback of what
-    /// [`Writeback`] says is due, and waits for the oldest range when too
-    /// many are outstanding.
-    fn written(&mut self) -> io::Result<()> {
         if self.offset - self.written_back >= self.writeback.every {
             let range = (self.written_back, self.offset - self.written_back);
             start_writeback(&self.file, range);
@@ -506,59 +451,5 @@ mod tests {
                 [prefix, data[1..].to_vec()].concat()
             );
         }
-    }
-
-    /// Sends `data` over loopback TCP and writes it with `writer` a
-    /// pipeful at a time; returns the writeback ranges outstanding after
-    /// each pipeful.
-    fn write_through_pipe(writer: &mut DiskWriter, data: &[u8]) -> Vec<usize> {
-        let mut pipe = Pipe::with_capacity(256 * 1024).unwrap();
-        let mut outstanding = Vec::new();
-        crate::pipe::send_through(&mut pipe, data, |pipe| {
-            writer.write_from_pipe(pipe).unwrap();
-            outstanding.push(writer.in_writeback.len());
-        });
-        outstanding
-    }
-
-    /// Spliced, every byte lands after what the file held, by the page
-    /// cache, with writeback started every 2 MiB.
-    #[test]
-    fn spliced_uploads_write_in_order_and_start_writeback_every_2_mib() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("upload");
-        std::fs::write(&path, b"kept").unwrap();
-        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        let mut writer = DiskWriter::spliced(file, 4);
-        assert_eq!(writer.route(), Route::PageCache);
-        let data = pattern(5 * 1024 * 1024 + 11, 4);
-        let outstanding = write_through_pipe(&mut writer, &data);
-        assert_eq!(outstanding.last(), Some(&2));
-        writer.finish().unwrap();
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            [&b"kept"[..], &data].concat()
-        );
-    }
-
-    /// A file that refuses spliced writes (here one opened to append) gets
-    /// the pipe's bytes read out and written, in order.
-    #[test]
-    fn a_file_that_refuses_splice_gets_the_bytes_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("upload");
-        std::fs::write(&path, b"kept").unwrap();
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        let mut writer = DiskWriter::spliced(file, 4);
-        let data = pattern(3 * 1024 * 1024 + 5, 9);
-        write_through_pipe(&mut writer, &data);
-        writer.finish().unwrap();
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            [&b"kept"[..], &data].concat()
-        );
     }
 }

@@ -26,7 +26,6 @@ pub mod lockout;
 pub mod metrics;
 pub mod ops;
 pub mod passive;
-pub mod pipe;
 #[cfg(test)]
 mod pool_test;
 pub mod reply;

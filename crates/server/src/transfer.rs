@@ -14,9 +14,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::disk_writer::{AlignedBuf, DIRECT_ALIGN, DiskWriter, Route};
-use crate::idle::{IdleTimeout, timed_out};
+use crate::idle::timed_out;
 use crate::listing::Entry;
-use crate::pipe::{Pipe, Spliced};
 
 /// Copy buffer size: large enough that per-syscall cost vanishes.
 const BUF_SIZE: usize = 256 * 1024;
@@ -188,6 +187,14 @@ fn refit(len: usize, running: usize) -> Option<usize> {
 /// rate (`make bench-ftp`). Many direct writers fill the queue together
 /// and skip the copy: 100 uploads at once, kubeftp alone, 6 rounds each,
 /// direct 832-1049 MiB/s (median 850), page cache 804-908 (median 819).
+/// Splicing (socket to pipe to page cache: a copy fewer than buffers) was
+/// tried for 5 to 128 uploads and removed: 100 at once, kubeftp alone, 18
+/// rounds each taking turns, spliced 336-903 MiB/s (median 611), direct
+/// 700-1065 (median 850; one earlier machine had splicing ahead, 1029
+/// against 917). Its copy into newly taken page-cache pages was a third to
+/// half of all CPU time (`perf`): on a virtual machine that hands freed
+/// memory back to its host, as the benchmark machine does, memory touched
+/// for the first time is written at 0.3-0.6 GB/s.
 const PAGE_CACHE_UPLOADS_MAX: usize = 4;
 
 /// The route of an upload when `running` uploads (itself included) run.
@@ -287,120 +294,6 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     // The first error ends both: a failed socket stops the writes still
     // queued (the upload is lost anyway), a failed write stops reading.
     let (total, ()) = tokio::try_join!(reading, writing)?;
-    Ok(total)
-}
-
-/// Plain binary uploads are spliced ([`receive_from_tcp`]) while more than
-/// [`PAGE_CACHE_UPLOADS_MAX`] and at most this many uploads run, each
-/// counting itself.
-const SPLICE_UPLOADS_MAX: usize = 128;
-
-/// Whether an upload that starts while `running` uploads run is spliced.
-/// Not alone: a lone 1 GiB upload spliced ran at 0.85x vsftpd's rate
-/// (786 MiB/s) where buffers had reached 1.28x (1347; `make bench-ftp`),
-/// with more of the server's CPU per GiB (0.80 s against 0.63), and
-/// splicing into one half of the pipe while the other was written out did
-/// not close the gap (1098-1134 MiB/s against 1231-1479 with buffers;
-/// `kubeftp-bench ftp --phases single --runs 3 --kubeftp-only`). Not with
-/// many: 1000 spliced uploads at once (a first build with 1 MiB pipes) ran
-/// at 61 MiB/s where direct writes ran at 378-490 (`--phases concurrent
-/// --concurrent 1000`). In between, with pipes from [`PIPE_BUDGET`], the
-/// two routes tie at 200 uploads (994-1148 MiB/s spliced, 953-1146
-/// direct) and splicing is behind at 300 (595-833 against 790-1049; two
-/// runs of 3 rounds each, kubeftp alone, `--concurrent 200` / `300`).
-fn splices(running: usize) -> bool {
-    (PAGE_CACHE_UPLOADS_MAX + 1..=SPLICE_UPLOADS_MAX).contains(&running)
-}
-
-/// What the pipes of all spliced uploads ask for together, each between
-/// [`PIPE_MIN`] and [`PIPE_MAX`]; the kernel rounds a pipe up to a power
-/// of two pages, so they may get up to twice this. Pipe memory is also
-/// capped per user: past `/proc/sys/fs/pipe-user-pages-soft` (64 MiB by
-/// default) an unprivileged user's new pipes get two pages, so this stays
-/// below it, and a pipe smaller than [`PIPE_MIN`] is not used. Larger is
-/// not faster: at 100 uploads a 64 MiB budget ran at 393 and 442 MiB/s
-/// where 16 MiB ran at 1007 and 1034, and 4 or 8 MiB tied with 16 (medians
-/// of 3-round runs taking turns, `--phases concurrent --concurrent 100`).
-const PIPE_BUDGET: usize = 16 * 1024 * 1024;
-const PIPE_MAX: usize = 1024 * 1024;
-const PIPE_MIN: usize = 16 * 1024;
-
-/// The pipe size a spliced upload asks for when `running` uploads run.
-fn pipe_size(running: usize) -> usize {
-    (PIPE_BUDGET / running.max(1)).clamp(PIPE_MIN, PIPE_MAX)
-}
-
-/// Receives a binary upload from a plain TCP connection into `file` (from
-/// its current position). When [`splices`] says so it takes no buffer of
-/// ours: splice(2) moves the socket's pages into a pipe, and a job on the
-/// blocking pool splices each pipeful into the page cache, writeback
-/// following ([`DiskWriter::write_from_pipe`]). That is a copy fewer than
-/// [`receive_file`] makes, where the server's CPU is the limit: 100
-/// uploads at once ran at 1029 MiB/s against 917 with buffers written
-/// directly (medians of 9 interleaved rounds, kubeftp alone,
-/// `kubeftp-bench ftp --phases concurrent --concurrent 100
-/// --kubeftp-only`); a first build that gave every upload a 1 MiB pipe ran
-/// at 1112 against 828. Otherwise, or
-/// when the kernel gives no pipe of at least [`PIPE_MIN`], it is
-/// [`receive_file`]. Fails with `TimedOut` when the client sends nothing
-/// for `idle_limit`.
-pub async fn receive_from_tcp(
-    from: TcpStream,
-    file: &tokio::fs::File,
-    progress: Progress,
-    idle_limit: Duration,
-) -> io::Result<u64> {
-    let (running, count) = Running::start();
-    let pipe = if splices(count) {
-        Pipe::with_capacity(pipe_size(count)).ok()
-    } else {
-        None
-    };
-    let mut pipe = match pipe {
-        Some(pipe) if pipe.capacity()? >= PIPE_MIN => pipe,
-        _ => {
-            drop(running);
-            let from = IdleTimeout::new(from, idle_limit);
-            return receive_file(from, file, progress).await;
-        }
-    };
-    let pipeful = pipe.capacity()?;
-    let mut file = file.try_clone().await?.into_std().await;
-    let start = io::Seek::stream_position(&mut file)?;
-    let mut disk = DiskWriter::spliced(file, start);
-    let mut total = 0u64;
-    let mut ended = false;
-    while !ended {
-        // Fill the pipe, or take what it holds when it can take no more.
-        while pipe.len() < pipeful {
-            let want = pipeful - pipe.len();
-            let spliced =
-                from.async_io(Interest::READABLE, || pipe.splice_from_socket(&from, want));
-            match tokio::time::timeout(idle_limit, spliced)
-                .await
-                .map_err(|_| timed_out(idle_limit))??
-            {
-                Spliced::Bytes(n) => {
-                    total += n as u64;
-                    progress.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Spliced::WriteFirst => break,
-                Spliced::End => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        if pipe.is_empty() {
-            continue;
-        }
-        (disk, pipe) = tokio::task::spawn_blocking(move || {
-            disk.write_from_pipe(&mut pipe).map(|()| (disk, pipe))
-        })
-        .await
-        .map_err(io::Error::other)??;
-    }
-    disk.finish()?;
     Ok(total)
 }
 
@@ -509,6 +402,7 @@ pub async fn send_listing<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idle::IdleTimeout;
 
     fn convert_in_pieces(dir: Direction, input: &[u8], piece: usize) -> Vec<u8> {
         let mut c = LineEndings::default();
@@ -630,27 +524,6 @@ mod tests {
         assert_eq!(done, "done");
     }
 
-    #[test]
-    fn uploads_among_five_to_128_are_spliced() {
-        for running in [0, 1, 4, 129, 1000] {
-            assert!(!splices(running), "{running} uploads");
-        }
-        for running in [5, 100, 128] {
-            assert!(splices(running), "{running} uploads");
-        }
-    }
-
-    #[test]
-    fn spliced_uploads_share_the_pipe_budget() {
-        assert_eq!(pipe_size(1), PIPE_MAX);
-        assert_eq!(pipe_size(100), 167_772);
-        for running in 1..=SPLICE_UPLOADS_MAX {
-            let size = pipe_size(running);
-            assert!(size * running <= PIPE_BUDGET, "{running} uploads");
-            assert!(size >= 128 * 1024, "{running} uploads");
-        }
-    }
-
     /// A file under a fresh directory, and the same file for writing.
     async fn upload_target() -> (tempfile::TempDir, std::path::PathBuf, tokio::fs::File) {
         let dir = tempfile::tempdir().unwrap();
@@ -708,61 +581,53 @@ mod tests {
         (client, server)
     }
 
-    /// Many pipefuls, sent in pieces from one byte (a few of which fill
-    /// the pipe's pages) to 200 KB, after bytes the file already holds
-    /// (REST): every byte lands in order, and the count and progress say
-    /// how many; alone and among more uploads (buffered), among a few
-    /// (spliced).
+    /// An upload over TCP in pieces from one byte to 200 KB, alone (page
+    /// cache) and among more (direct writes, with large and with small
+    /// buffers), from the start of an empty file and after bytes the file
+    /// already holds (REST: an unaligned start, so the page cache again):
+    /// every byte lands in order, and the count and progress say how many.
     #[tokio::test(flavor = "multi_thread")]
-    async fn receive_from_tcp_writes_every_byte_in_order() {
+    async fn uploads_over_tcp_land_in_order_by_every_route() {
         let data: Vec<u8> = (0..5 * 1024 * 1024 + 333)
             .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         let _alone = CROWDING.lock().await;
-        for crowd in [0, PAGE_CACHE_UPLOADS_MAX, SPLICE_UPLOADS_MAX] {
-            let others: Vec<_> = (0..crowd).map(|_| Running::start().0).collect();
-            let (_dir, path, mut file) = upload_target().await;
-            file.write_all(b"kept").await.unwrap();
-            let (mut client, server) = tcp_pair().await;
-            let sent = data.clone();
-            let sender = tokio::spawn(async move {
-                let mut rest = &sent[..];
-                for size in [1, 7, 4096, 200_003, 13].into_iter().cycle() {
-                    let (piece, after) = rest.split_at(size.min(rest.len()));
-                    client.write_all(piece).await.unwrap();
-                    client.flush().await.unwrap();
-                    rest = after;
-                    if rest.is_empty() {
-                        break;
+        for crowd in [0, PAGE_CACHE_UPLOADS_MAX, 128] {
+            for kept in [&b""[..], b"kept"] {
+                let others: Vec<_> = (0..crowd).map(|_| Running::start().0).collect();
+                let (_dir, path, mut file) = upload_target().await;
+                file.write_all(kept).await.unwrap();
+                let (mut client, server) = tcp_pair().await;
+                let sent = data.clone();
+                let sender = tokio::spawn(async move {
+                    let mut rest = &sent[..];
+                    for size in [1, 7, 4096, 200_003, 13].into_iter().cycle() {
+                        let (piece, after) = rest.split_at(size.min(rest.len()));
+                        client.write_all(piece).await.unwrap();
+                        client.flush().await.unwrap();
+                        rest = after;
+                        if rest.is_empty() {
+                            break;
+                        }
                     }
-                }
-            });
-            let progress = Progress::default();
-            let limit = Duration::from_secs(10);
-            let n = receive_from_tcp(server, &file, progress.clone(), limit)
-                .await
-                .unwrap();
-            sender.await.unwrap();
-            assert_eq!(n, data.len() as u64, "{crowd} others");
-            assert_eq!(progress.load(Ordering::Relaxed), n);
-            let written = std::fs::read(&path).unwrap();
-            assert!(written == [&b"kept"[..], &data].concat(), "{crowd} others");
-            drop(others);
+                });
+                let progress = Progress::default();
+                let n = receive_file(server, &file, progress.clone()).await.unwrap();
+                sender.await.unwrap();
+                let case = format!("{crowd} others, {} bytes kept", kept.len());
+                assert_eq!(n, data.len() as u64, "{case}");
+                assert_eq!(progress.load(Ordering::Relaxed), n, "{case}");
+                let written = std::fs::read(&path).unwrap();
+                assert!(written == [kept, &data].concat(), "{case}");
+                drop(others);
+            }
         }
     }
 
     /// A client that stops sending, its connection still open, ends the
-    /// upload with `TimedOut`.
+    /// upload with `TimedOut` (the session's idle limit on its data
+    /// connection).
     #[tokio::test]
-    async fn receive_from_tcp_times_out_when_the_client_stops_sending() {
-        let _alone = CROWDING.lock().await;
-        // Spliced or buffered.
-        for crowd in [PAGE_CACHE_UPLOADS_MAX, 0] {
-            let _others: Vec<_> = (0..crowd).map(|_| Running::start().0).collect();
-            stalled_upload_times_out().await;
-        }
-    }
-
     async fn stalled_upload_times_out() {
         let (_dir, _path, file) = upload_target().await;
         let (mut client, server) = tcp_pair().await;
@@ -770,8 +635,8 @@ mod tests {
             .write_all(b"the first bytes, then nothing")
             .await
             .unwrap();
-        let limit = Duration::from_millis(200);
-        let err = receive_from_tcp(server, &file, Progress::default(), limit)
+        let server = IdleTimeout::new(server, Duration::from_millis(200));
+        let err = receive_file(server, &file, Progress::default())
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);

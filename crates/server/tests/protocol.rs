@@ -742,9 +742,10 @@ async fn interrupted_uploads_never_replace_the_target() {
     only_target();
 }
 
-/// Uploads that run alongside four or more others are spliced (socket to
-/// pipe to file) rather than read into buffers: eight at once each arrive
-/// whole, and one aborted midway leaves its target as it was.
+/// Uploads that run alongside four or more others write directly from
+/// buffers sized for the crowd rather than through the page cache: eight
+/// at once each arrive whole, and one aborted midway leaves its target as
+/// it was.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_uploads_arrive_whole_and_an_aborted_one_changes_nothing() {
     let server = TestServer::start().await;

@@ -157,21 +157,13 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Inbound);
-        let limit = self.data_timeout();
+        let data = IdleTimeout::new(data, self.data_timeout());
         let job = {
             let progress = progress.clone();
             async move {
-                match data {
-                    MaybeTls::Plain(tcp) if ascii.is_none() => {
-                        transfer::receive_from_tcp(tcp, upload.file(), progress, limit).await?
-                    }
-                    data => {
-                        let data = IdleTimeout::new(data, limit);
-                        match ascii {
-                            None => transfer::receive_file(data, upload.file(), progress).await?,
-                            Some(_) => transfer::copy(data, upload.file(), ascii, progress).await?,
-                        }
-                    }
+                match ascii {
+                    None => transfer::receive_file(data, upload.file(), progress).await?,
+                    Some(_) => transfer::copy(data, upload.file(), ascii, progress).await?,
                 };
                 Ok(upload)
             }
