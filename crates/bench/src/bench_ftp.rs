@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::cpus::{self, PinnedProcess, Placement};
+use crate::fresh_memory;
 use crate::ftp::{self, Ftp};
 use crate::servers::{self, Server};
 use crate::{MIB, Row, Spread, Verdict, loadavg, machine, median, sync, table};
@@ -143,6 +144,7 @@ pub async fn run(args: Args) -> Result<()> {
     println!("{}", machine()?);
     println!("vsftpd {} (Debian).\n", vsftpd_version());
     println!("{}\n", congestion_control_note(&congestion_control()));
+    println!("{}\n", fresh_memory::note());
     println!("{}\n", servers::LOGINS);
     let placement = (!args.no_pin).then(Placement::split).flatten();
     println!(

@@ -11,6 +11,7 @@
 mod bench_ftp;
 mod bench_operator;
 mod cpus;
+mod fresh_memory;
 mod ftp;
 mod mem;
 mod servers;
