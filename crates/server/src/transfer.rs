@@ -187,14 +187,8 @@ fn refit(len: usize, running: usize) -> Option<usize> {
 /// rate (`make bench-ftp`). Many direct writers fill the queue together
 /// and skip the copy: 100 uploads at once, kubeftp alone, 6 rounds each,
 /// direct 832-1049 MiB/s (median 850), page cache 804-908 (median 819).
-/// Splicing (socket to pipe to page cache: a copy fewer than buffers) was
-/// tried for 5 to 128 uploads and removed: 100 at once, kubeftp alone, 18
-/// rounds each taking turns, spliced 336-903 MiB/s (median 611), direct
-/// 700-1065 (median 850; one earlier machine had splicing ahead, 1029
-/// against 917). Its copy into newly taken page-cache pages was a third to
-/// half of all CPU time (`perf`): on a virtual machine that hands freed
-/// memory back to its host, as the benchmark machine does, memory touched
-/// for the first time is written at 0.3-1.3 GB/s (10-22 once mapped).
+/// Splicing into the page cache lost to direct writes here (100 at once:
+/// median 611 against 850 MiB/s) and was removed; docs/server.md says why.
 const PAGE_CACHE_UPLOADS_MAX: usize = 4;
 
 /// The route of an upload when `running` uploads (itself included) run.
