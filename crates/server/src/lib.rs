@@ -8,12 +8,14 @@
 //!   address (live from a watched file);
 //! - [`storage`] / [`vpath`] / [`listing`] / [`transfer`] / [`idle`]: files,
 //!   confined to each user's home, and what moves over data connections;
+//!   [`disk_writer`] / [`buffer_pool`]: how uploads reach the disk;
 //! - [`tls`] / [`stream`]: FTPS (RFC 4217);
 //! - [`ops`] / [`metrics`]: health, readiness and Prometheus metrics;
 //! - [`users`] / [`lockout`] / [`config`] / [`filewatch`] / [`cli`]:
 //!   accounts, settings and the command line.
 
 pub mod address;
+pub mod buffer_pool;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, I
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::disk_writer::{AlignedBuf, DIRECT_ALIGN, DiskWriter, Route};
+use crate::disk_writer::{AlignedBuf, DiskWriter, Route};
 use crate::idle::timed_out;
 use crate::listing::Entry;
 
@@ -143,7 +143,7 @@ fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
 /// 38 MiB (medians of 9 interleaved rounds, kubeftp alone, `kubeftp-bench
 /// ftp --phases concurrent --concurrent 100 --kubeftp-only`); 16 MiB
 /// without refitting: 847 MiB/s, 73 MiB.
-const RECV_BUDGET: usize = 32 * 1024 * 1024;
+pub(crate) const RECV_BUDGET: usize = 32 * 1024 * 1024;
 const RECV_BUF_MAX: usize = 2 * 1024 * 1024;
 const RECV_BUF_MIN: usize = 64 * 1024;
 
@@ -159,12 +159,14 @@ const RECV_BUFFERS_MAX: usize = 4;
 
 /// Buffer size and count for an upload when `running` uploads (itself
 /// included) share [`RECV_BUDGET`]: large buffers first, then more of them.
-/// Sizes are multiples of [`DIRECT_ALIGN`]: a direct upload fed one
-/// unaligned buffer goes on through the page cache.
+/// Sizes are powers of two, so they fill the slots of the upload pool
+/// ([`crate::buffer_pool`]) without waste, and so multiples of
+/// [`crate::disk_writer::DIRECT_ALIGN`]: a direct upload fed one unaligned buffer goes on
+/// through the page cache.
 fn recv_buffers(running: usize) -> (usize, usize) {
     let running = running.max(1);
-    let size = (RECV_BUDGET / (RECV_BUFFERS_MIN * running)).clamp(RECV_BUF_MIN, RECV_BUF_MAX);
-    let size = size - size % DIRECT_ALIGN;
+    let share = RECV_BUDGET / (RECV_BUFFERS_MIN * running);
+    let size = (1 << share.max(1).ilog2()).clamp(RECV_BUF_MIN, RECV_BUF_MAX);
     let count = (RECV_BUDGET / (size * running)).clamp(RECV_BUFFERS_MIN, RECV_BUFFERS_MAX);
     (size, count)
 }
@@ -269,9 +271,8 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
         let mut total = 0u64;
         while let Some(mut buf) = empty_rx.recv().await {
             let running = UPLOADS.load(Ordering::Relaxed);
-            if let Some(size) = refit(buf.as_slice().len(), running) {
-                buf = AlignedBuf::new(size)?;
-            }
+            let len = buf.as_slice().len();
+            buf = buf.renew(refit(len, running).unwrap_or(len))?;
             let n = fill(&mut from, buf.as_mut_slice()).await?;
             if n == 0 {
                 break;
@@ -396,6 +397,7 @@ pub async fn send_listing<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk_writer::DIRECT_ALIGN;
     use crate::idle::IdleTimeout;
 
     fn convert_in_pieces(dir: Direction, input: &[u8], piece: usize) -> Vec<u8> {
@@ -443,13 +445,11 @@ mod tests {
             let (size, count) = recv_buffers(running);
             assert!(size * count * running <= RECV_BUDGET, "{running} uploads");
         }
-        // Always fit for direct writes (100 uploads got 83886 bytes each).
+        // Powers of two (the pool's slots), so fit for direct writes.
         for running in 1..=2000 {
-            assert_eq!(
-                recv_buffers(running).0 % DIRECT_ALIGN,
-                0,
-                "{running} uploads"
-            );
+            let size = recv_buffers(running).0;
+            assert!(size.is_power_of_two(), "{running} uploads: {size}");
+            assert_eq!(size % DIRECT_ALIGN, 0, "{running} uploads");
         }
     }
 
@@ -458,10 +458,11 @@ mod tests {
         let mib = 1024 * 1024;
         assert_eq!(refit(RECV_BUF_MAX, 1), None);
         assert_eq!(refit(RECV_BUF_MAX, 16), Some(mib));
-        assert_eq!(refit(RECV_BUF_MAX, 100), Some(160 * 1024));
-        assert_eq!(refit(160 * 1024, 100), None);
-        assert_eq!(refit(160 * 1024, 60), None); // 272 KiB would be its size
-        assert_eq!(refit(160 * 1024, 40), Some(408 * 1024));
+        assert_eq!(refit(RECV_BUF_MAX, 100), Some(128 * 1024));
+        assert_eq!(refit(128 * 1024, 100), None);
+        assert_eq!(refit(128 * 1024, 128), None);
+        assert_eq!(refit(128 * 1024, 129), Some(64 * 1024));
+        assert_eq!(refit(128 * 1024, 60), Some(256 * 1024));
         assert_eq!(refit(RECV_BUF_MIN, 1), Some(RECV_BUF_MAX));
         // What a refit gives is never refitted again at the same load.
         for running in 1..=2000 {

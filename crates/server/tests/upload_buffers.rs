@@ -1,6 +1,7 @@
 //! Upload buffers give their memory back to the kernel when dropped. A
 //! test binary of its own: no other test maps or frees memory meanwhile.
 
+use kubeftp_server::buffer_pool::CHUNK;
 use kubeftp_server::disk_writer::AlignedBuf;
 
 /// Whether the page at `addr` is mapped (mincore fails with ENOMEM where
@@ -23,4 +24,28 @@ fn a_dropped_buffer_is_unmapped_whatever_the_allocator_did_before() {
     assert!(mapped(page));
     drop(buf);
     assert!(!mapped(page), "the buffer's memory stayed with the process");
+}
+
+/// Buffers made while the upload pool is full are mappings of their own;
+/// renewed once a slot is free, they move into the pool.
+#[test]
+fn a_buffer_from_outside_the_pool_moves_in_when_a_slot_frees() {
+    let mut held = Vec::new();
+    let outside = loop {
+        let buf = AlignedBuf::new(CHUNK).unwrap();
+        if !buf.is_pooled() {
+            break buf;
+        }
+        held.push(buf);
+        assert!(held.len() < 1000, "the upload pool has no bound");
+    };
+    let outside = outside.renew(CHUNK).unwrap();
+    assert!(!outside.is_pooled(), "the pool lent more than it has");
+    held.pop();
+    let moved = outside.renew(CHUNK).unwrap();
+    assert!(moved.is_pooled());
+    // A pooled buffer of the right size is kept as it is.
+    let at = moved.as_slice().as_ptr();
+    let kept = moved.renew(CHUNK).unwrap();
+    assert_eq!(kept.as_slice().as_ptr(), at);
 }
