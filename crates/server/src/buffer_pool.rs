@@ -41,39 +41,48 @@ pub struct Pool {
 
 struct Chunk {
     /// Twice [`CHUNK`] of address space, so an aligned chunk fits inside;
-    /// only the chunk is ever touched.
-    map: MmapMut,
-    /// Offset of the aligned chunk in `map`.
-    start: usize,
+    /// only the chunk is ever touched, and only through `base`.
+    _map: MmapMut,
+    /// The aligned chunk's first byte.
+    base: NonNull<u8>,
     slot: usize,
     /// Bit `i` is set while slot `i` is lent out.
     used: u32,
 }
 
+// SAFETY: `base` points into `_map`, which the chunk owns; the pool hands
+// each slot of it to one Slot at a time.
+unsafe impl Send for Chunk {}
+
 impl Chunk {
     fn new(slot: usize) -> io::Result<Chunk> {
-        let map = MmapMut::map_anon(2 * CHUNK)?;
+        let mut map = MmapMut::map_anon(2 * CHUNK)?;
         let start = map.as_ptr().align_offset(CHUNK);
         // Advisory: without huge pages the buffers are ordinary pages.
         let _ = map.advise_range(Advice::HugePage, start, CHUNK);
+        // The mapping's raw pointer (no reference to its bytes is made).
+        let base = NonNull::new(map.as_mut_ptr().wrapping_add(start))
+            .ok_or_else(|| io::Error::other("mapped at address zero"))?;
         Ok(Chunk {
-            map,
-            start,
+            _map: map,
+            base,
             slot,
             used: 0,
         })
     }
 
-    fn base(&self) -> *const u8 {
-        self.map[self.start..].as_ptr()
+    /// The chunk's address, which names it.
+    fn addr(&self) -> usize {
+        self.base.as_ptr() as usize
     }
 
-    /// Lends a free slot, if any; returns its index.
-    fn lend(&mut self) -> Option<u32> {
+    /// Lends a free slot, if any.
+    fn lend(&mut self) -> Option<(NonNull<u8>, u32)> {
         let index = (!self.used).trailing_zeros();
         if (index as usize) < CHUNK / self.slot {
             self.used |= 1 << index;
-            Some(index)
+            // SAFETY: slot `index` lies inside the chunk.
+            Some((unsafe { self.base.add(index as usize * self.slot) }, index))
         } else {
             None
         }
@@ -86,7 +95,7 @@ pub struct Slot {
     pool: &'static Pool,
     ptr: NonNull<u8>,
     len: usize,
-    /// The chunk's base address, which names it while the slot is lent.
+    /// The chunk's address (mapped while the slot is lent).
     chunk: usize,
     index: u32,
 }
@@ -116,26 +125,22 @@ impl Pool {
         let found = chunks
             .iter_mut()
             .filter(|chunk| chunk.slot == size)
-            .find_map(|chunk| chunk.lend().map(|index| (chunk.base(), index)));
-        let (base, index) = match found {
+            .find_map(|chunk| Some((chunk.addr(), chunk.lend()?)));
+        let (chunk, (ptr, index)) = match found {
             Some(lent) => lent,
             None if chunks.len() < self.max_chunks => {
                 let mut chunk = Chunk::new(size).ok()?;
-                let index = chunk.lend()?;
-                let base = chunk.base();
+                let lent = (chunk.addr(), chunk.lend()?);
                 chunks.push(chunk);
-                (base, index)
+                lent
             }
             None => return None,
         };
-        // SAFETY: the slot lies inside the chunk's mapping, which stays
-        // mapped while any of its slots is lent.
-        let ptr = unsafe { base.add(index as usize * size) };
         Some(Slot {
             pool: self,
-            ptr: NonNull::new(ptr.cast_mut())?,
+            ptr,
             len,
-            chunk: base as usize,
+            chunk,
             index,
         })
     }
@@ -147,7 +152,7 @@ impl Pool {
 
     fn give_back(&self, chunk: usize, index: u32) {
         let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(at) = chunks.iter().position(|c| c.base() as usize == chunk) {
+        if let Some(at) = chunks.iter().position(|c| c.addr() == chunk) {
             chunks[at].used &= !(1 << index);
             if chunks[at].used == 0 {
                 chunks.swap_remove(at); // unmapped
