@@ -1095,7 +1095,9 @@ fn disk_write_direct(path: &Path, contents: &[u8]) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// The whole file in a buffer that starts at a [`DIRECT_ALIGN`]ed address.
+/// The whole file in a buffer that starts at a [`DIRECT_ALIGN`]ed address,
+/// of huge pages where the kernel gives them, as kubeftp's upload buffers
+/// are: the O_DIRECT ceilings then write physically contiguous pieces.
 fn read_aligned(path: &Path) -> Result<AlignedBuf> {
     use std::io::Read as _;
     let mut file = fs::File::open(path)?;
