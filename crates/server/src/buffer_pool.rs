@@ -77,12 +77,12 @@ impl Chunk {
     }
 
     /// Lends a free slot, if any.
-    fn lend(&mut self) -> Option<(NonNull<u8>, u32)> {
+    fn lend(&mut self) -> Option<NonNull<u8>> {
         let index = (!self.used).trailing_zeros();
         if (index as usize) < CHUNK / self.slot {
             self.used |= 1 << index;
             // SAFETY: slot `index` lies inside the chunk.
-            Some((unsafe { self.base.add(index as usize * self.slot) }, index))
+            Some(unsafe { self.base.add(index as usize * self.slot) })
         } else {
             None
         }
@@ -93,11 +93,10 @@ impl Chunk {
 /// back when it is dropped.
 pub struct Slot {
     pool: &'static Pool,
+    /// Inside a chunk, which is aligned to [`CHUNK`]: the pointer names
+    /// both.
     ptr: NonNull<u8>,
     len: usize,
-    /// The chunk's address (mapped while the slot is lent).
-    chunk: usize,
-    index: u32,
 }
 
 // SAFETY: a Slot owns its bytes exclusively (the pool lends each slot
@@ -125,14 +124,14 @@ impl Pool {
         let found = chunks
             .iter_mut()
             .filter(|chunk| chunk.slot == size)
-            .find_map(|chunk| Some((chunk.addr(), chunk.lend()?)));
-        let (chunk, (ptr, index)) = match found {
-            Some(lent) => lent,
+            .find_map(Chunk::lend);
+        let ptr = match found {
+            Some(ptr) => ptr,
             None if chunks.len() < self.max_chunks => {
                 let mut chunk = Chunk::new(size).ok()?;
-                let lent = (chunk.addr(), chunk.lend()?);
+                let ptr = chunk.lend()?;
                 chunks.push(chunk);
-                lent
+                ptr
             }
             None => return None,
         };
@@ -140,19 +139,21 @@ impl Pool {
             pool: self,
             ptr,
             len,
-            chunk,
-            index,
         })
     }
 
     /// Chunks mapped now.
-    pub fn chunks(&self) -> usize {
+    #[cfg(test)]
+    fn chunks(&self) -> usize {
         self.chunks.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    fn give_back(&self, chunk: usize, index: u32) {
+    fn give_back(&self, ptr: NonNull<u8>) {
+        let addr = ptr.as_ptr() as usize;
+        let chunk = addr - addr % CHUNK;
         let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(at) = chunks.iter().position(|c| c.addr() == chunk) {
+            let index = (addr - chunk) / chunks[at].slot;
             chunks[at].used &= !(1 << index);
             if chunks[at].used == 0 {
                 chunks.swap_remove(at); // unmapped
@@ -175,7 +176,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.pool.give_back(self.chunk, self.index);
+        self.pool.give_back(self.ptr);
     }
 }
 

@@ -161,8 +161,8 @@ const RECV_BUFFERS_MAX: usize = 4;
 /// included) share [`RECV_BUDGET`]: large buffers first, then more of them.
 /// Sizes are powers of two, so they fill the slots of the upload pool
 /// ([`crate::buffer_pool`]) without waste, and so multiples of
-/// [`crate::disk_writer::DIRECT_ALIGN`]: a direct upload fed one unaligned buffer goes on
-/// through the page cache.
+/// [`crate::disk_writer::DIRECT_ALIGN`]: a direct upload fed one unaligned
+/// buffer goes on through the page cache.
 fn recv_buffers(running: usize) -> (usize, usize) {
     let running = running.max(1);
     let share = RECV_BUDGET / (RECV_BUFFERS_MIN * running);
