@@ -177,7 +177,11 @@ pub async fn run(args: Args) -> Result<()> {
          is sampled; (2) opens a data connection (PASV, connect) and waits: when all have, the \
          clock starts and every session sends RETR; it stops at the last 226; (3) the same for \
          a STOR of {SESSION_FILE_MIB} MiB to its own file; \"until durable\" adds, for vsftpd, \
-         a syncfs of the upload directory's filesystem after the last 226. {} rounds per \
+         a syncfs of the upload directory's filesystem after the last 226. \"server CPU per \
+         GiB\": CPU time of all the server's processes (a cgroup of its own, so vsftpd's \
+         exited session processes count too) from the start of the clock to the last 226, \
+         per GiB moved; it includes the loopback TCP work the kernel does in the server's \
+         processes, not the page-cache writeback after vsftpd's 226. {} rounds per \
          session count on the same two servers, taking turns to go first; medians and the \
          median of the rounds' ratios, as above.\n",
         SOURCE_IPS + 1,
@@ -233,6 +237,8 @@ pub async fn run(args: Args) -> Result<()> {
             retr_ratios,
             load,
         ));
+        let (cpu, cpu_ratios) = compare(&a, &b, |c| c.retr_cpu_per_gib);
+        rows.push(cpu_per_gib_row(&what("RETR"), cpu, cpu_ratios, load));
         let ((pss_a, pss_b), pss_ratios) = compare(&a, &b, |c| c.pss);
         let mib = MIB as f64;
         rows.push(
@@ -251,6 +257,8 @@ pub async fn run(args: Args) -> Result<()> {
             stor_ratios,
             load,
         ));
+        let (cpu, cpu_ratios) = compare(&a, &b, |c| c.stor_cpu_per_gib);
+        rows.push(cpu_per_gib_row(&what("STOR"), cpu, cpu_ratios, load));
         let (durable, durable_ratios) = compare(&a, &b, |c| c.stor_durable);
         rows.push(rate_row(
             what("STOR") + ": aggregate throughput until durable",
@@ -497,6 +505,11 @@ fn rate_row(what: String, (ours, theirs): Pair, ratios: Spread, load: f32) -> Ro
 /// The server-CPU row for a single-stream transfer (lower is better).
 fn cpu_row(what: &str, ours: &[Transfer], theirs: &[Transfer], load: f32) -> Row {
     let (medians, ratios) = compare(ours, theirs, |t| t.cpu_per_gib);
+    cpu_per_gib_row(what, medians, ratios, load)
+}
+
+/// A server-CPU row from medians of seconds per GiB (lower is better).
+fn cpu_per_gib_row(what: &str, medians: Pair, ratios: Spread, load: f32) -> Row {
     Row::new(format!("{what}: server CPU per GiB"), medians, "s", load).with_paired_ratios(ratios)
 }
 
@@ -758,6 +771,10 @@ struct Concurrent {
     stor_durable: f64,
     /// PSS of the server's processes while every session had a RETR open.
     pss: f64,
+    /// CPU seconds of all the server's processes per GiB moved, from the
+    /// start of the clock to the last 226 (NaN without a cgroup).
+    retr_cpu_per_gib: f64,
+    stor_cpu_per_gib: f64,
 }
 
 impl Concurrent {
@@ -767,6 +784,8 @@ impl Concurrent {
             stor: f64::NAN,
             stor_durable: f64::NAN,
             pss: f64::NAN,
+            retr_cpu_per_gib: f64::NAN,
+            stor_cpu_per_gib: f64::NAN,
         }
     }
 }
@@ -790,7 +809,9 @@ impl Steps {
     const RETR_DONE: usize = 2;
     /// Every session has a data connection for its STOR, not yet sent.
     const BEFORE_STOR: usize = 3;
-    const COUNT: usize = 4;
+    /// Every STOR has ended; no session has quit yet.
+    const STOR_DONE: usize = 4;
+    const COUNT: usize = 5;
 
     fn new(n: usize) -> Arc<Steps> {
         Arc::new(Steps {
@@ -945,6 +966,7 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
                 ftp.send_stor(&upload).await?;
                 ftp.finish_stor(data, &contents, SESSION_BUF).await?;
                 finished(1);
+                steps.arrive(Steps::STOR_DONE).await?;
                 ftp.quit().await.ok();
                 anyhow::Ok(())
             };
@@ -967,8 +989,10 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
         .with_context(context)?;
     eprintln!("{}: {n} sessions: RETR starts", server.name);
     let retr_start = epoch.elapsed().as_nanos() as u64;
+    let retr_cpu = server.cpu_seconds();
     steps.release(Steps::BEFORE_RETR);
     steps.all_at(Steps::RETR_DONE).await.with_context(context)?;
+    let retr_cpu = server.cpu_seconds() - retr_cpu;
     let retr_secs = (ended[0].load(Ordering::SeqCst) - retr_start) as f64 / 1e9;
     steps.release(Steps::RETR_DONE);
 
@@ -978,7 +1002,11 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
         .with_context(context)?;
     eprintln!("{}: {n} sessions: STOR starts", server.name);
     let stor_start = epoch.elapsed().as_nanos() as u64;
+    let stor_cpu = server.cpu_seconds();
     steps.release(Steps::BEFORE_STOR);
+    steps.all_at(Steps::STOR_DONE).await.with_context(context)?;
+    let stor_cpu = server.cpu_seconds() - stor_cpu;
+    steps.release(Steps::STOR_DONE);
     while let Some(r) = tasks.join_next().await {
         r?.with_context(context)?;
     }
@@ -1002,17 +1030,23 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
     sync();
 
     let bytes = (n as u64 * size) as f64;
+    let gib = bytes / (1024 * MIB) as f64;
     let result = Concurrent {
         retr: bytes / retr_secs,
         stor: bytes / stor_secs,
         stor_durable: bytes / durable_secs,
         pss,
+        retr_cpu_per_gib: retr_cpu / gib,
+        stor_cpu_per_gib: stor_cpu / gib,
     };
     eprintln!(
-        "{}: {n} sessions: RETR {:.0} MiB/s, STOR {:.0} MiB/s, PSS {:.1} MiB",
+        "{}: {n} sessions: RETR {:.0} MiB/s ({:.3} CPU s/GiB), STOR {:.0} MiB/s ({:.3} CPU s/GiB), \
+         PSS {:.1} MiB",
         server.name,
         result.retr / MIB as f64,
+        result.retr_cpu_per_gib,
         result.stor / MIB as f64,
+        result.stor_cpu_per_gib,
         pss / MIB as f64
     );
     Ok(result)

@@ -10,6 +10,7 @@
 
 mod bench_ftp;
 mod bench_operator;
+mod cpu_group;
 mod cpus;
 mod fresh_memory;
 mod ftp;

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use rand::Rng;
 use tokio::io::AsyncReadExt;
 
+use crate::cpu_group::CpuGroup;
 use crate::{cpus, mem};
 
 /// Passive ports per server: disjoint ranges of the same size, between the
@@ -54,6 +55,9 @@ pub struct Server {
     /// An upload is on disk when the server answers 226.
     pub fsyncs_uploads: bool,
     child: Child,
+    /// Holds the server's processes, for their CPU time; `None` where no
+    /// cgroup could be made (the figure then reads n/a).
+    cpu: Option<CpuGroup>,
 }
 
 impl Server {
@@ -64,6 +68,20 @@ impl Server {
     /// PSS of the server's whole process tree, in bytes.
     pub fn pss(&self) -> Result<u64> {
         mem::tree_pss(self.pid())
+    }
+
+    /// CPU seconds used by the server's processes since it started,
+    /// counting those that have exited; NaN without a cgroup.
+    pub fn cpu_seconds(&self) -> f64 {
+        let usage = self.cpu.as_ref().map(|group| group.usage());
+        match usage {
+            Some(Ok(usage)) => usage.as_secs_f64(),
+            Some(Err(e)) => {
+                eprintln!("warning: {}'s CPU time: {e:#}", self.name);
+                f64::NAN
+            }
+            None => f64::NAN,
+        }
     }
 
     pub fn path(&self, name: &str) -> String {
@@ -174,6 +192,7 @@ pub async fn kubeftp(
         pass: password.to_owned(),
         dir: "",
         disk_dir: home,
+        cpu: cpu_group("kubeftp", &child),
         child,
     };
     wait_ready(server).await
@@ -252,6 +271,7 @@ pub async fn vsftpd(
         pass: password.to_owned(),
         dir: "",
         disk_dir: home,
+        cpu: cpu_group("vsftpd", &child),
         child,
     };
     wait_ready(server).await
@@ -296,6 +316,14 @@ fn vsftpd_account(password: &str) -> Result<()> {
 }
 
 /// Waits until the server answers with a banner.
+/// A cgroup for the server just started, before it takes a connection
+/// (vsftpd's session processes then start in it).
+fn cpu_group(name: &str, child: &Child) -> Option<CpuGroup> {
+    CpuGroup::new(&format!("kubeftp-bench-{name}"), child.id())
+        .inspect_err(|e| eprintln!("warning: no CPU figures for {name}: {e:#}"))
+        .ok()
+}
+
 async fn wait_ready(mut server: Server) -> Result<Server> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
