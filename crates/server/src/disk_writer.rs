@@ -71,14 +71,25 @@ pub enum Route {
 /// of their own.
 static UPLOAD_POOL: Pool = Pool::new(2 * RECV_BUDGET);
 
+/// Gives the kernel back the upload pool's chunks that no buffer uses.
+pub fn release_empty_buffers() {
+    UPLOAD_POOL.release_empty();
+}
+
+/// Memory the upload pool has mapped now, in use or kept empty.
+pub fn pooled_bytes() -> usize {
+    UPLOAD_POOL.chunks() * crate::buffer_pool::CHUNK
+}
+
 /// A byte buffer whose start is aligned to [`DIRECT_ALIGN`]: a slot of the
 /// upload pool, physically contiguous where the kernel gave a huge page, or
 /// else an anonymous mapping of its own (advised for huge pages too, which
-/// large ones get). Either way its memory goes back to the kernel when it
-/// is dropped, unless other buffers still use its chunk. From the heap, the
-/// buffers of a burst of uploads stayed with the process afterwards: after
-/// rounds of 1000 uploads at once its PSS read 144-201 MiB where the first
-/// round's read 16; with mappings, 33-37 (`make bench-ftp`).
+/// large ones get). A mapping of its own goes back to the kernel when the
+/// buffer is dropped; a pool chunk once uploads have stopped for a moment
+/// ([`release_empty_buffers`]). From the heap, the buffers of a burst of
+/// uploads stayed with the process afterwards: after rounds of 1000 uploads
+/// at once its PSS read 144-201 MiB where the first round's read 16; with
+/// mappings, 33-37 (`make bench-ftp`).
 pub struct AlignedBuf {
     memory: Memory,
 }

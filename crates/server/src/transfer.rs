@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, Interest};
@@ -152,6 +152,15 @@ const RECV_BUF_MIN: usize = 64 * 1024;
 /// Binary uploads running now, for [`recv_buffers`].
 static UPLOADS: AtomicUsize = AtomicUsize::new(0);
 
+/// Binary uploads started so far, for [`until_quiet`].
+static UPLOAD_STARTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How long the upload buffers' pool keeps its empty chunks mapped after
+/// the last upload ended ([`crate::buffer_pool`]): long enough for the
+/// next file of a client's batch (mput), short enough that an idle server
+/// soon gives the memory back.
+const KEEP_BUFFERS: Duration = Duration::from_secs(2);
+
 /// Buffers per binary upload: one filling from the socket while another
 /// is written; up to [`RECV_BUFFERS_MAX`] when the budget has room, which
 /// lets reading go on through a slow write (single 2 MiB direct writes
@@ -210,13 +219,48 @@ struct Running;
 impl Running {
     /// Counts one more upload; returns the count, itself included.
     fn start() -> (Running, usize) {
+        UPLOAD_STARTS.fetch_add(1, Ordering::Relaxed);
         (Running, UPLOADS.fetch_add(1, Ordering::Relaxed) + 1)
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        UPLOADS.fetch_sub(1, Ordering::Relaxed);
+        if UPLOADS.fetch_sub(1, Ordering::Relaxed) == 1 {
+            release_buffers_when_quiet();
+        }
+    }
+}
+
+/// Unmaps the upload pool's empty chunks once uploads have been quiet for
+/// [`KEEP_BUFFERS`]; one such wait at a time.
+fn release_buffers_when_quiet() {
+    static WAITING: AtomicBool = AtomicBool::new(false);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if WAITING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    runtime.spawn(async {
+        until_quiet(&UPLOAD_STARTS, &UPLOADS, KEEP_BUFFERS).await;
+        WAITING.store(false, Ordering::Release);
+        // Chunks that got lent again meanwhile stay.
+        crate::disk_writer::release_empty_buffers();
+    });
+}
+
+/// Returns at the end of the first whole `period` in which no upload
+/// started (`starts` unchanged) and after which none runs.
+async fn until_quiet(starts: &AtomicUsize, running: &AtomicUsize, period: Duration) {
+    let mut seen = starts.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(period).await;
+        let now = starts.load(Ordering::Relaxed);
+        if now == seen && running.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        seen = now;
     }
 }
 
@@ -453,6 +497,34 @@ mod tests {
             assert!(size.is_power_of_two(), "{running} uploads: {size}");
             assert_eq!(size % DIRECT_ALIGN, 0, "{running} uploads");
         }
+    }
+
+    /// An upload that starts and ends within a period, and one that runs
+    /// past a period's end, each put the release off.
+    #[tokio::test(start_paused = true)]
+    async fn buffers_are_released_after_a_whole_quiet_period() {
+        use tokio::time::{Instant, sleep};
+        let period = Duration::from_secs(2);
+        let (starts, running) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let upload = async |from: f64, to: f64| {
+            sleep(Duration::from_secs_f64(from)).await;
+            starts.fetch_add(1, Ordering::Relaxed);
+            running.fetch_add(1, Ordering::Relaxed);
+            sleep(Duration::from_secs_f64(to - from)).await;
+            running.fetch_sub(1, Ordering::Relaxed);
+        };
+
+        let begun = Instant::now();
+        tokio::join!(until_quiet(&starts, &running, period), upload(0.5, 1.5));
+        assert_eq!(begun.elapsed(), 2 * period, "a brief upload went unseen");
+
+        let begun = Instant::now();
+        tokio::join!(until_quiet(&starts, &running, period), upload(1.0, 4.5));
+        assert_eq!(begun.elapsed(), 3 * period, "a running upload went unseen");
+
+        let begun = Instant::now();
+        until_quiet(&starts, &running, period).await;
+        assert_eq!(begun.elapsed(), period);
     }
 
     #[test]
