@@ -57,8 +57,9 @@ pub struct Args {
     /// Concurrent-session counts, each session moving one 10 MiB file.
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
     concurrent: Vec<usize>,
-    /// Rounds of each concurrent-session measurement (medians are reported).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of each concurrent-session measurement (medians are reported);
+    /// one round's ratio can be off by a quarter either way here.
+    #[arg(long, default_value_t = 5)]
     concurrent_rounds: usize,
     /// Idle logged-in sessions for the memory-per-session figure.
     #[arg(long, default_value_t = 1000)]
