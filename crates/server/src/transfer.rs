@@ -248,9 +248,18 @@ fn release_buffers_when_quiet() {
     if WAITING.swap(true, Ordering::AcqRel) {
         return;
     }
+    /// Lets the next upload to end start a wait, also if this one is
+    /// dropped with its runtime (tests run one runtime after another).
+    struct Waited;
+    impl Drop for Waited {
+        fn drop(&mut self) {
+            WAITING.store(false, Ordering::Release);
+        }
+    }
     runtime.spawn(async {
+        let waited = Waited;
         until_quiet(&UPLOAD_STARTS, &UPLOADS, KEEP_BUFFERS).await;
-        WAITING.store(false, Ordering::Release);
+        drop(waited);
         // Chunks that got lent again meanwhile stay.
         crate::disk_writer::release_empty_buffers();
     });
