@@ -315,7 +315,6 @@ fn vsftpd_account(password: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the server answers with a banner.
 /// A cgroup for the server just started, before it takes a connection
 /// (vsftpd's session processes then start in it).
 fn cpu_group(name: &str, child: &Child) -> Option<CpuGroup> {
@@ -324,6 +323,7 @@ fn cpu_group(name: &str, child: &Child) -> Option<CpuGroup> {
         .ok()
 }
 
+/// Waits until the server answers with a banner.
 async fn wait_ready(mut server: Server) -> Result<Server> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
