@@ -25,6 +25,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::buffer_pool::{Pool, Slot};
 use crate::transfer::RECV_BUDGET;
@@ -81,6 +82,16 @@ pub fn pooled_bytes() -> usize {
     UPLOAD_POOL.chunks() * crate::buffer_pool::CHUNK
 }
 
+/// Bytes of upload buffers mapped outside the pool now.
+static MAPPED_OUTSIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// Memory all upload buffers hold now: the pool's chunks (in use or kept
+/// empty) and the buffers mapped outside it. Served as a metric, as it is
+/// the part of the server's memory that grows with concurrent uploads.
+pub fn upload_buffer_bytes() -> usize {
+    pooled_bytes() + MAPPED_OUTSIDE.load(Ordering::Relaxed)
+}
+
 /// A byte buffer whose start is aligned to [`DIRECT_ALIGN`]: a slot of the
 /// upload pool, physically contiguous where the kernel gave a huge page, or
 /// else an anonymous mapping of its own (advised for huge pages too, which
@@ -96,7 +107,25 @@ pub struct AlignedBuf {
 
 enum Memory {
     Pooled(Slot),
-    Mapped { map: memmap2::MmapMut, len: usize },
+    Mapped { map: OwnMapping, len: usize },
+}
+
+/// A buffer's mapping outside the pool, counted in [`MAPPED_OUTSIDE`]
+/// while it lives.
+struct OwnMapping(memmap2::MmapMut);
+
+impl OwnMapping {
+    fn new(len: usize) -> io::Result<OwnMapping> {
+        let map = memmap2::MmapMut::map_anon(len)?;
+        MAPPED_OUTSIDE.fetch_add(map.len(), Ordering::Relaxed);
+        Ok(OwnMapping(map))
+    }
+}
+
+impl Drop for OwnMapping {
+    fn drop(&mut self) {
+        MAPPED_OUTSIDE.fetch_sub(self.0.len(), Ordering::Relaxed);
+    }
 }
 
 impl AlignedBuf {
@@ -108,9 +137,9 @@ impl AlignedBuf {
             });
         }
         // A mapping is never empty; one page stands in for a zero length.
-        let map = memmap2::MmapMut::map_anon(len.max(1))?;
+        let map = OwnMapping::new(len.max(1))?;
         // Advisory: only whole aligned huge pages inside the mapping count.
-        let _ = map.advise(memmap2::Advice::HugePage);
+        let _ = map.0.advise(memmap2::Advice::HugePage);
         Ok(AlignedBuf {
             memory: Memory::Mapped { map, len },
         })
@@ -146,14 +175,14 @@ impl AlignedBuf {
     pub fn as_slice(&self) -> &[u8] {
         match &self.memory {
             Memory::Pooled(slot) => slot.as_slice(),
-            Memory::Mapped { map, len } => &map[..*len],
+            Memory::Mapped { map, len } => &map.0[..*len],
         }
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.memory {
             Memory::Pooled(slot) => slot.as_mut_slice(),
-            Memory::Mapped { map, len } => &mut map[..*len],
+            Memory::Mapped { map, len } => &mut map.0[..*len],
         }
     }
 }

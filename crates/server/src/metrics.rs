@@ -44,6 +44,7 @@ pub struct Metrics {
     pub transfer_seconds: Family<OpLabels, Histogram>,
     pub passive_waiting: Gauge,
     pub passive_ports: Gauge,
+    pub upload_buffer_bytes: Gauge,
     pub data_refusals: Family<ReasonLabels, Counter>,
 }
 
@@ -60,6 +61,7 @@ impl Default for Metrics {
             }),
             passive_waiting: Gauge::default(),
             passive_ports: Gauge::default(),
+            upload_buffer_bytes: Gauge::default(),
             data_refusals: Family::default(),
             registry: Registry::default(),
         };
@@ -93,6 +95,11 @@ impl Default for Metrics {
             "passive_ports",
             "Ports in the passive range",
             m.passive_ports.clone(),
+        );
+        registry.register(
+            "upload_buffer_bytes",
+            "Memory held by upload buffers, in use or kept for a moment after uploads stop",
+            m.upload_buffer_bytes.clone(),
         );
         registry.register(
             "data_connection_refusals",

@@ -48,6 +48,10 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .metrics
         .passive_waiting
         .set(shared.passive.waiting() as i64);
+    shared
+        .metrics
+        .upload_buffer_bytes
+        .set(crate::disk_writer::upload_buffer_bytes() as i64);
     (
         [(
             header::CONTENT_TYPE,
