@@ -1284,6 +1284,78 @@ fn vsftpd_version() -> String {
 mod tests {
     use super::*;
 
+    /// The kubeftp-server binary of this build (`make test` builds it with
+    /// the workspace's tests): beside the directory of this test binary.
+    fn server_bin() -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("kubeftp-server");
+        assert!(
+            bin.exists(),
+            "{} is missing: build it first (cargo build -p kubeftp-server)",
+            bin.display()
+        );
+        bin
+    }
+
+    /// One concurrent round against a real kubeftp-server: every session
+    /// moves the whole file both ways through the round's barriers, the
+    /// uploads arrive whole (checked and removed by the round), and every
+    /// figure is measured. CPU figures need a cgroup (root).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_concurrent_round_measures_both_directions() {
+        let work = tempfile::tempdir().unwrap();
+        fs::create_dir_all(work.path().join("data/list")).unwrap();
+        let contents: Vec<u8> = (0..3 * MIB as usize + 1234)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        fs::write(work.path().join("data/10m.bin"), &contents).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = servers::kubeftp(
+            &server_bin(),
+            work.path(),
+            port,
+            servers::KUBEFTP_PASSIVE,
+            &servers::password(),
+            None,
+        )
+        .await
+        .unwrap();
+
+        let contents = Arc::new(contents);
+        let round =
+            tokio::time::timeout(Duration::from_secs(120), concurrent(&server, 8, &contents))
+                .await
+                .expect("the round did not end: a barrier never released")
+                .unwrap();
+        for (what, figure) in [
+            ("RETR", round.retr),
+            ("STOR", round.stor),
+            ("PSS", round.pss),
+        ] {
+            assert!(figure.is_finite() && figure > 0.0, "{what}: {figure}");
+        }
+        // kubeftp's 226 comes after its fsync: nothing to add.
+        assert_eq!(round.stor_durable, round.stor);
+        let up = server.disk_dir.join("up");
+        assert_eq!(fs::read_dir(&up).unwrap().count(), 0, "uploads left behind");
+        if server.cpu_seconds().is_finite() {
+            for cpu in [round.retr_cpu_per_gib, round.stor_cpu_per_gib] {
+                assert!(cpu.is_finite() && cpu > 0.0, "CPU per GiB: {cpu}");
+            }
+        } else {
+            eprintln!("no cgroup here: the CPU figures are not checked");
+        }
+    }
+
     #[test]
     fn only_bbr_gets_the_pacing_note() {
         assert!(congestion_control_note("bbr").contains("paces"));
