@@ -9,22 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kubeftp_server::config::UnknownAddress;
-use support::{ALICE, RawClient, TestServer, eventually, http_get, random_bytes};
+use support::{ALICE, RawClient, TestServer, eventually, http_get, metric, random_bytes};
 use tokio::io::AsyncReadExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubeftp-server");
-
-/// The value of one sample line (`name{labels} value`) in a metrics page.
-fn metric(page: &str, prefix: &str) -> f64 {
-    page.lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no metric {prefix} in:\n{page}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_metrics() {

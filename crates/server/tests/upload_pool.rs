@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kubeftp_server::buffer_pool::CHUNK;
 use kubeftp_server::disk_writer::pooled_bytes;
-use support::{ALICE, RawClient, TestServer, eventually, http_get, random_bytes};
+use support::{ALICE, RawClient, TestServer, eventually, http_get, metric, random_bytes};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -25,11 +25,7 @@ async fn server() -> TestServer {
 /// The upload buffers' memory as the server's metrics report it.
 async fn buffer_metric(server: &TestServer) -> usize {
     let (_, page) = http_get(server.ops.unwrap(), "/metrics").await;
-    let line = page
-        .lines()
-        .find(|l| l.starts_with("kubeftp_upload_buffer_bytes "))
-        .unwrap_or_else(|| panic!("no upload buffer metric in:\n{page}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+    metric(&page, "kubeftp_upload_buffer_bytes ") as usize
 }
 
 /// Uploads `file` as `name` to `server`; returns the pool's bytes right

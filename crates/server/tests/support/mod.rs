@@ -349,6 +349,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code.parse().unwrap_or(0), body.to_string())
 }
 
+/// The value of one sample line (`name{labels} value`) in a metrics page.
+pub fn metric(page: &str, prefix: &str) -> f64 {
+    page.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no metric {prefix} in:\n{page}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Polls `cond` until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
