@@ -536,7 +536,7 @@ async fn start_both(
         &args.server_bin,
         work,
         21210,
-        servers::KUBEFTP_PASSIVE,
+        servers::passive_range(servers::KUBEFTP_PASSIVE),
         password,
         cpu,
     )
@@ -544,7 +544,14 @@ async fn start_both(
     if args.kubeftp_only {
         return Ok((ours, None));
     }
-    let theirs = servers::vsftpd(work, 21211, servers::VSFTPD_PASSIVE, password, cpu).await?;
+    let theirs = servers::vsftpd(
+        work,
+        21211,
+        servers::passive_range(servers::VSFTPD_PASSIVE),
+        password,
+        cpu,
+    )
+    .await?;
     Ok((ours, Some(theirs)))
 }
 
@@ -1302,6 +1309,29 @@ mod tests {
         bin
     }
 
+    /// Passive ports for the round below that nothing listens on now, in
+    /// the gap between the benchmark's own ranges (up to
+    /// [`servers::VSFTPD_PASSIVE`]'s end) and the kernel's ephemeral ports,
+    /// so the test can run beside a benchmark or another copy of itself.
+    fn free_passive_range() -> std::ops::RangeInclusive<u16> {
+        const PORTS: u16 = 16;
+        let gap = servers::VSFTPD_PASSIVE + servers::PASSIVE_PORTS..32768;
+        let start = gap.start + (std::process::id() % 64) as u16 * PORTS;
+        let mut firsts = (start..gap.end - PORTS)
+            .chain(gap.start..start)
+            .step_by(PORTS as usize);
+        let first = firsts
+            .find(|&first| {
+                // Held together, so the whole range is free at one moment.
+                let held: Result<Vec<_>, _> = (first..first + PORTS)
+                    .map(|port| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)))
+                    .collect();
+                held.is_ok()
+            })
+            .expect("no 16 free ports below 32768");
+        first..=first + PORTS - 1
+    }
+
     /// One concurrent round against a real kubeftp-server: every session
     /// moves the whole file both ways through the round's barriers, the
     /// uploads arrive whole (checked and removed by the round), and every
@@ -1323,7 +1353,7 @@ mod tests {
             &server_bin(),
             work.path(),
             port,
-            servers::KUBEFTP_PASSIVE,
+            free_passive_range(),
             &servers::password(),
             None,
         )

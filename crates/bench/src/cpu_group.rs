@@ -29,14 +29,18 @@ enum Version {
 }
 
 impl CpuGroup {
-    /// Makes the cgroup `name` (in the v2 hierarchy where there is one,
-    /// else under v1's cpuacct) and moves `pid` into it, with all its
-    /// threads; its later children start in it.
+    /// Makes a cgroup for the server `name` (in the v2 hierarchy where
+    /// there is one, else under v1's cpuacct) and moves `pid` into it, with
+    /// all its threads; its later children start in it. The cgroup's name
+    /// carries this process's pid, so runs at the same time (a benchmark
+    /// and `make test`) each have their own.
     pub fn new(name: &str, pid: u32) -> Result<CpuGroup> {
         let (root, version) = hierarchy().context("no cgroup v2 hierarchy nor v1 cpuacct")?;
-        let dir = root.join(name);
+        remove_abandoned(&root);
+        let dir = root.join(format!("{PREFIX}{name}-{}", std::process::id()));
         if dir.exists() {
-            // Left by a run that was killed; empty, as its servers are gone.
+            // Left by an earlier run with the same pid; empty, as its
+            // servers are gone.
             fs::remove_dir(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -82,6 +86,32 @@ impl Drop for CpuGroup {
     }
 }
 
+/// Start of the name of every cgroup made here.
+const PREFIX: &str = "kubeftp-bench-";
+
+/// Removes the cgroups of runs that were killed before they could remove
+/// their own: those whose name ends in the pid of a process that is gone.
+/// A cgroup that still holds processes cannot be removed and stays.
+fn remove_abandoned(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .filter(|name| name.starts_with(PREFIX))
+            .and_then(|name| name.rsplit('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{owner}")).exists() {
+            fs::remove_dir(entry.path()).ok();
+        }
+    }
+}
+
 /// Where new cgroups go: the v2 hierarchy, mounted on its own or beside
 /// v1 (systemd's hybrid layout), else v1's cpuacct.
 fn hierarchy() -> Option<(PathBuf, Version)> {
@@ -116,6 +146,26 @@ mod tests {
         assert_eq!(parse_v2_usage("user_usec 5\n"), None);
     }
 
+    /// Only the groups of runs that are gone are removed; a name made
+    /// elsewhere is left alone.
+    #[test]
+    fn removes_only_the_groups_of_runs_that_are_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let mut exited = std::process::Command::new("true").spawn().unwrap();
+        exited.wait().unwrap();
+        let names = [
+            format!("{PREFIX}kubeftp-{}", exited.id()),
+            format!("{PREFIX}kubeftp-{}", std::process::id()),
+            format!("other-{}", exited.id()),
+        ];
+        for name in &names {
+            fs::create_dir(root.path().join(name)).unwrap();
+        }
+        remove_abandoned(root.path());
+        let left = |name: &String| root.path().join(name).exists();
+        assert_eq!(names.each_ref().map(left), [false, true, true]);
+    }
+
     /// A real cgroup, where this machine lets us make one (root): a child
     /// that spins for a while shows up in the group's usage, also after it
     /// has exited.
@@ -130,8 +180,7 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let name = format!("kubeftp-bench-test-{}", std::process::id());
-        let group = match CpuGroup::new(&name, child.id()) {
+        let group = match CpuGroup::new("test", child.id()) {
             Ok(group) => group,
             Err(e) => {
                 child.kill().ok();

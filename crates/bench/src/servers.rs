@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,6 +29,11 @@ use crate::{cpus, mem};
 pub const PASSIVE_PORTS: u16 = 4000;
 pub const KUBEFTP_PASSIVE: u16 = 22000;
 pub const VSFTPD_PASSIVE: u16 = KUBEFTP_PASSIVE + PASSIVE_PORTS;
+
+/// The [`PASSIVE_PORTS`] ports from `first`.
+pub fn passive_range(first: u16) -> RangeInclusive<u16> {
+    first..=first + PASSIVE_PORTS - 1
+}
 const USER: &str = "bench";
 /// vsftpd's account: a local system user with no shell, made once.
 const VSFTPD_USER: &str = "kubeftp-bench";
@@ -144,12 +150,12 @@ pub fn password() -> String {
 }
 
 /// kubeftp-server with a users file (argon2id hash from `hash-password`),
-/// on CPU `cpu` only if given.
+/// passive ports `passive`, on CPU `cpu` only if given.
 pub async fn kubeftp(
     bin: &Path,
     work: &Path,
     port: u16,
-    passive: u16,
+    passive: RangeInclusive<u16>,
     password: &str,
     cpu: Option<usize>,
 ) -> Result<Server> {
@@ -168,11 +174,12 @@ pub async fn kubeftp(
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\nroot = \"{root}\"\nusers-file = \"{users}\"\n\
-             [passive]\nports = \"{passive}-{last}\"\n\
+             [passive]\nports = \"{first}-{last}\"\n\
              [limits]\nmax-sessions = 5000\nmax-sessions-per-ip = 5000\nidle-timeout-seconds = 3600\n",
             root = base.join("root").display(),
             users = users.display(),
-            last = passive + PASSIVE_PORTS - 1,
+            first = passive.start(),
+            last = passive.end(),
         ),
     )?;
     let child = cpus::pin_command(&mut Command::new(bin), cpu)
@@ -215,11 +222,12 @@ fn hash_password(bin: &Path, password: &str) -> Result<String> {
 }
 
 /// vsftpd standalone, with the local account [`VSFTPD_USER`] chrooted to
-/// the test files; on CPU `cpu` only (its session processes too) if given.
+/// the test files, passive ports `passive`; on CPU `cpu` only (its session
+/// processes too) if given.
 pub async fn vsftpd(
     work: &Path,
     port: u16,
-    passive: u16,
+    passive: RangeInclusive<u16>,
     password: &str,
     cpu: Option<usize>,
 ) -> Result<Server> {
@@ -245,13 +253,14 @@ pub async fn vsftpd(
              anonymous_enable=NO\nlocal_enable=YES\nwrite_enable=YES\nlocal_umask=022\n\
              pam_service_name={PAM_SERVICE}\nuserlist_enable=NO\n\
              local_root={home}\nchroot_local_user=YES\nallow_writeable_chroot=YES\n\
-             pasv_enable=YES\npasv_min_port={passive}\npasv_max_port={last}\n\
+             pasv_enable=YES\npasv_min_port={first}\npasv_max_port={last}\n\
              max_clients=0\nmax_per_ip=0\nidle_session_timeout=3600\n\
              data_connection_timeout=3600\nconnect_from_port_20=NO\n\
              xferlog_enable=YES\nvsftpd_log_file={log}\ndirmessage_enable=NO\n\
              secure_chroot_dir=/var/run/vsftpd/empty\n",
             home = home.display(),
-            last = passive + PASSIVE_PORTS - 1,
+            first = passive.start(),
+            last = passive.end(),
             log = work.join("vsftpd-xfer.log").display(),
         ),
     )?;
@@ -318,7 +327,7 @@ fn vsftpd_account(password: &str) -> Result<()> {
 /// A cgroup for the server just started, before it takes a connection
 /// (vsftpd's session processes then start in it).
 fn cpu_group(name: &str, child: &Child) -> Option<CpuGroup> {
-    CpuGroup::new(&format!("kubeftp-bench-{name}"), child.id())
+    CpuGroup::new(name, child.id())
         .inspect_err(|e| eprintln!("warning: no CPU figures for {name}: {e:#}"))
         .ok()
 }
