@@ -23,7 +23,7 @@ pub fn ls_line(e: &Entry, writable: bool, now: SystemTime) -> String {
         (false, true) => "-rw-r--r--",
         (false, false) => "-r--r--r--",
     };
-    let t: DateTime<Utc> = e.modified.into();
+    let t = utc(e.modified);
     let age = now.duration_since(e.modified).map(|d| d.as_secs());
     let recent = matches!(age, Ok(secs) if secs < 180 * 24 * 3600);
     let when = if recent {
@@ -53,8 +53,29 @@ pub fn mlsx_facts(e: &Entry, writable: bool) -> String {
 
 /// RFC 3659 time-val: `YYYYMMDDHHMMSS` in UTC.
 pub fn timestamp(t: SystemTime) -> String {
-    let t: DateTime<Utc> = t.into();
-    t.format("%Y%m%d%H%M%S").to_string()
+    utc(t).format("%Y%m%d%H%M%S").to_string()
+}
+
+/// Seconds since the epoch of 0000-01-01 00:00:00 and of 9999-12-31
+/// 23:59:59 UTC.
+const FIRST_SECOND: i64 = -62_167_219_200;
+const LAST_SECOND: i64 = 253_402_300_799;
+
+/// `t` in UTC to the second, within years 0 to 9999: the formats here have
+/// four-digit years, and a file's time is whatever its filesystem stores
+/// (tmpfs takes 2^62 seconds, far beyond what chrono can represent).
+fn utc(t: SystemTime) -> DateTime<Utc> {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        // Before the epoch: round down to the whole second.
+        Err(before) => {
+            let before = before.duration();
+            let secs = before.as_secs() + u64::from(before.subsec_nanos() > 0);
+            i64::try_from(secs).map_or(i64::MIN, |secs| -secs)
+        }
+    };
+    DateTime::from_timestamp(secs.clamp(FIRST_SECOND, LAST_SECOND), 0)
+        .expect("years 0 to 9999 are within chrono's range")
 }
 
 #[cfg(test)]
@@ -78,6 +99,23 @@ mod tests {
         assert_eq!(recent, "-rw-r--r-- 1 ftp ftp           42 Nov 24 16:00 a b");
         let old = ls_line(&entry(true, 0), false, now);
         assert_eq!(old, "dr-xr-xr-x 1 ftp ftp           42 Jan  1  1970 a b");
+    }
+
+    /// Times a filesystem can store but a four-digit year cannot show are
+    /// clamped, not a panic.
+    #[test]
+    fn times_out_of_range_are_clamped() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 62);
+        assert_eq!(timestamp(far), "99991231235959");
+        let long_ago = SystemTime::UNIX_EPOCH - Duration::from_secs(1 << 62);
+        assert_eq!(timestamp(long_ago), "00000101000000");
+        let e = Entry {
+            modified: far,
+            ..entry(false, 0)
+        };
+        assert!(ls_line(&e, true, SystemTime::now()).contains("Dec 31  9999"));
+        let just_before = SystemTime::UNIX_EPOCH - Duration::from_millis(500);
+        assert_eq!(timestamp(just_before), "19691231235959");
     }
 
     #[test]

@@ -188,6 +188,41 @@ async fn directories_files_and_metadata() {
 /// Names with line breaks cannot be created, and those made by other means
 /// stay out of listings, whose lines they would break. Paths starting with
 /// `-` can be listed: only real ls flags are taken for options.
+/// tmpfs stores any 64-bit time, far past what a calendar shows: such a
+/// file is listed with the last time a four-digit year can show, and the
+/// session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn files_with_times_past_year_9999_are_listed() {
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("no /dev/shm (tmpfs) here: skipped");
+        return;
+    }
+    let root = tempfile::tempdir_in(shm).unwrap();
+    let srv = root.path().to_path_buf();
+    let server = TestServer::start_with(|c| c.root = srv.clone()).await;
+    std::fs::create_dir_all(srv.join("alice")).unwrap();
+    let file = std::fs::File::create(srv.join("alice/far.txt")).unwrap();
+    let far = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 62);
+    file.set_modified(far).unwrap();
+
+    let mut c = RawClient::login(server.addr, ALICE).await;
+    assert_eq!(
+        c.expect("MDTM far.txt", 213).await.trim(),
+        "213 99991231235959"
+    );
+    assert!(
+        c.expect("MLST far.txt", 250)
+            .await
+            .contains("modify=99991231235959;")
+    );
+    let (code, listing) = c.transfer_in("LIST").await;
+    assert_eq!(code, 226);
+    let listing = String::from_utf8(listing).unwrap();
+    assert!(listing.contains("Dec 31  9999 far.txt"), "{listing}");
+    c.expect("NOOP", 200).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn awkward_names_in_listings() {
     let server = TestServer::start().await;
