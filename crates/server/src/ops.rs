@@ -46,6 +46,10 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     shared
         .metrics
+        .sessions_open
+        .set(shared.sessions_open() as i64);
+    shared
+        .metrics
         .passive_waiting
         .set(shared.passive.waiting() as i64);
     shared

@@ -48,6 +48,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Sessions open now. Counted by each session's place, which is given
+    /// back however the session ends, so the figure cannot drift.
+    pub fn sessions_open(&self) -> usize {
+        self.sessions.open()
+    }
+
     /// Why the server should not get new traffic, if it should not.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.draining.is_cancelled() {
@@ -259,13 +265,11 @@ async fn serve(shared: Arc<Shared>, mut stream: TcpStream, ip: IpAddr, implicit_
         }
         return;
     };
-    shared.metrics.sessions_open.inc();
     tracing::info!(implicit_tls, "connected");
     let result = match Session::start(shared.clone(), stream, implicit_tls).await {
         Ok(session) => session.run().await,
         Err(e) => Err(e),
     };
-    shared.metrics.sessions_open.dec();
     match result {
         Ok(()) => tracing::info!("closed"),
         Err(e) => tracing::info!(error = %e, "closed with error"),
@@ -307,6 +311,11 @@ impl SessionCounter {
             max_per_ip,
             open: Arc::default(),
         }
+    }
+
+    /// Sessions holding a place now.
+    fn open(&self) -> usize {
+        self.open.lock().unwrap().0
     }
 
     fn try_enter(&self, ip: IpAddr) -> Option<SessionSlot> {
@@ -359,5 +368,22 @@ mod tests {
         assert!(c.try_enter(b).is_none(), "total limit");
         drop(a1);
         assert!(c.try_enter(b).is_some(), "a closed session frees its place");
+    }
+
+    /// A session that ends in a panic still gives its place back, so the
+    /// open-sessions figure (read from the counter) does not drift.
+    #[test]
+    fn a_panicking_session_gives_its_place_back() {
+        let c = SessionCounter::new(3, 2);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let _open = c.try_enter(ip).unwrap();
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _slot = c.try_enter(ip).unwrap();
+            assert_eq!(c.open(), 2);
+            panic!("a session's bug");
+        }));
+        assert!(ended.is_err());
+        assert_eq!(c.open(), 1);
+        assert!(c.try_enter(ip).is_some(), "the per-IP place is free again");
     }
 }
