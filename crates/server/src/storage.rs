@@ -42,7 +42,6 @@ pub enum StorageError {
 impl StorageError {
     /// The FTP reply for this error. Messages never include server paths.
     pub fn reply(&self) -> Reply {
-        use io::ErrorKind as K;
         match self {
             StorageError::ReadOnly => {
                 Reply::new(550, "Permission denied: this account is read-only")
@@ -52,17 +51,23 @@ impl StorageError {
             StorageError::BadRestart(_) => {
                 Reply::new(554, "Restart offset is beyond the end of the file")
             }
-            StorageError::Io(e) => match e.kind() {
-                K::NotFound => Reply::new(550, "No such file or directory"),
-                K::PermissionDenied => Reply::new(550, "Permission denied"),
-                K::AlreadyExists => Reply::new(550, "File exists"),
-                K::DirectoryNotEmpty => Reply::new(550, "Directory not empty"),
-                K::NotADirectory => Reply::new(550, "Not a directory"),
-                K::IsADirectory => Reply::new(550, "Is a directory"),
-                K::StorageFull | K::QuotaExceeded => Reply::new(452, "Insufficient storage space"),
-                _ => Reply::new(451, "Local error in processing"),
-            },
+            StorageError::Io(e) => io_reply(e),
         }
+    }
+}
+
+/// The FTP reply for a failed file operation.
+pub fn io_reply(e: &io::Error) -> Reply {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => Reply::new(550, "No such file or directory"),
+        K::PermissionDenied => Reply::new(550, "Permission denied"),
+        K::AlreadyExists => Reply::new(550, "File exists"),
+        K::DirectoryNotEmpty => Reply::new(550, "Directory not empty"),
+        K::NotADirectory => Reply::new(550, "Not a directory"),
+        K::IsADirectory => Reply::new(550, "Is a directory"),
+        K::StorageFull | K::QuotaExceeded => Reply::new(452, "Insufficient storage space"),
+        _ => Reply::new(451, "Local error in processing"),
     }
 }
 
@@ -232,6 +237,15 @@ impl Storage {
         let parent_rel = path.parent().relative();
         self.blocking(move |home| {
             let dir = home.open_dir(parent_rel)?;
+            // The rename at commit could not replace a directory: refuse
+            // now, before the client sends the data. A link (to anything)
+            // is replaced, not followed.
+            match dir.symlink_metadata(&target) {
+                Ok(meta) if meta.is_dir() => {
+                    return Err(StorageError::Io(io::ErrorKind::IsADirectory.into()));
+                }
+                _ => {}
+            }
             let temp = format!("{UPLOAD_PREFIX}{:016x}", rand::random::<u64>());
             let mut file = dir
                 .open_with(&temp, OpenOptions::new().write(true).create_new(true))?

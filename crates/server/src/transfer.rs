@@ -130,6 +130,26 @@ fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
     }
 }
 
+/// An error on the server's own side of a transfer (its disk, its
+/// memory), as opposed to the data connection's: the client gets the
+/// reply for what went wrong here (451, 452, 550), not a 426 that blames
+/// the connection.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct LocalError(io::Error);
+
+impl LocalError {
+    /// `e`, marked as local; its kind stays.
+    pub fn wrap(e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), LocalError(e))
+    }
+
+    /// Whether `e` was marked by [`LocalError::wrap`].
+    pub fn is_local(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<LocalError>())
+    }
+}
+
 /// The buffers of all running uploads together aim at this size, each
 /// upload's between [`RECV_BUF_MIN`] and [`RECV_BUF_MAX`]. A lone upload
 /// gets large buffers, so its writer wakes up rarely (when lone uploads
@@ -319,11 +339,11 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
                 (queue, written)
             })
             .await
-            .map_err(io::Error::other)?;
-            written?;
+            .map_err(|e| LocalError::wrap(io::Error::other(e)))?;
+            written.map_err(LocalError::wrap)?;
             queue = returned;
         }
-        queue.disk.finish()
+        queue.disk.finish().map_err(LocalError::wrap)
     };
     // Dropping the writer's end of the channel ends its loop once it has
     // written what is queued.
@@ -338,7 +358,7 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
                 Ok(buf) => buf,
                 Err(TryRecvError::Empty) if made < buffers => {
                     made += 1;
-                    AlignedBuf::new(recv_buffers(running).0)?
+                    AlignedBuf::new(recv_buffers(running).0).map_err(LocalError::wrap)?
                 }
                 Err(TryRecvError::Empty) => match empty_rx.recv().await {
                     Some(buf) => buf,
@@ -347,7 +367,9 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
                 Err(TryRecvError::Disconnected) => break,
             };
             let len = buf.as_slice().len();
-            buf = buf.renew(refit(len, running).unwrap_or(len))?;
+            buf = buf
+                .renew(refit(len, running).unwrap_or(len))
+                .map_err(LocalError::wrap)?;
             let n = fill(&mut from, buf.as_mut_slice()).await?;
             if n == 0 {
                 break;

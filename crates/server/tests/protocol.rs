@@ -188,6 +188,42 @@ async fn directories_files_and_metadata() {
 /// Names with line breaks cannot be created, and those made by other means
 /// stay out of listings, whose lines they would break. Paths starting with
 /// `-` can be listed: only real ls flags are taken for options.
+/// An upload onto a directory is refused before any data moves (the
+/// directory could not be replaced), and the session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_onto_a_directory_are_refused_before_the_data() {
+    let server = TestServer::start().await;
+    let mut c = RawClient::login(server.addr, ALICE).await;
+    c.expect("MKD d", 257).await;
+    for command in ["STOR d", "APPE d"] {
+        c.pasv().await;
+        let (code, text) = c.cmd(command).await;
+        assert_eq!(code, 550, "{command}: {text}");
+        assert!(text.contains("Is a directory"), "{command}: {text}");
+    }
+    c.expect("REST 0", 350).await;
+    c.pasv().await;
+    c.expect("STOR d", 550).await;
+    assert!(server.alice_path("d").is_dir());
+    assert_eq!(c.transfer_out("STOR d/f", b"ok").await, 226);
+
+    // A directory made under the target's name while the data flows: the
+    // data cannot be put there, which is the server's side failing (550),
+    // not the connection (426).
+    let addr = c.pasv().await;
+    let mut data = c
+        .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
+        .await;
+    c.expect("STOR late", 150).await;
+    data.write_all(b"some bytes").await.unwrap();
+    std::fs::create_dir(server.alice_path("late")).unwrap();
+    data.shutdown().await.unwrap();
+    drop(data);
+    let (code, text) = c.read_reply().await;
+    assert_eq!(code, 550, "{text}");
+    c.expect("NOOP", 200).await;
+}
+
 /// tmpfs stores any 64-bit time, far past what a calendar shows: such a
 /// file is listed with the last time a four-digit year can show, and the
 /// session goes on.

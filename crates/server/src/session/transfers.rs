@@ -12,9 +12,9 @@ use crate::control::Line;
 use crate::idle::IdleTimeout;
 use crate::listing::{self, Entry};
 use crate::reply::Reply;
-use crate::storage::{Storage, StorageError, UploadMode};
+use crate::storage::{self, Storage, StorageError, UploadMode};
 use crate::stream::MaybeTls;
-use crate::transfer::{self, Direction, Progress};
+use crate::transfer::{self, Direction, LocalError, Progress};
 use crate::vpath::VPath;
 
 /// How a supervised transfer ended.
@@ -179,8 +179,8 @@ impl Session {
             }
             Outcome::Finished(Ok(upload)) => {
                 Outcome::Finished(upload.commit().await.map_err(|e| match e {
-                    StorageError::Io(io) => io,
-                    other => io::Error::other(other),
+                    StorageError::Io(io) => LocalError::wrap(io),
+                    other => LocalError::wrap(io::Error::other(other)),
                 }))
             }
             other => other.map(|_| ()),
@@ -266,6 +266,9 @@ impl Session {
         }
         match outcome {
             Outcome::Finished(Ok(())) => self.reply(226, success).await?,
+            Outcome::Finished(Err(e)) if LocalError::is_local(&e) => {
+                self.send(storage::io_reply(&e)).await?
+            }
             Outcome::Finished(Err(e))
                 if matches!(
                     e.kind(),
