@@ -271,3 +271,32 @@ fn flags_override_the_config_file() {
     );
     assert!(!file_root.join("nope").exists() && !flag_root.join("nope").exists());
 }
+
+/// What a client sends never reaches the log raw: a line break or a
+/// terminal escape in a user name or a path could forge log lines or
+/// repaint an operator's terminal.
+#[test]
+fn client_text_is_escaped_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_loopback_addr();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &listen, "--passive-ports", "31130-31139"])
+        .arg("--root")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child);
+    let stderr = child.stderr.take().unwrap();
+    let guard = Running(child);
+    let forged = "evil\r2026-01-01T00:00:00Z  INFO session: logged in \x1b[31mred";
+    let replies = converse(&listen, &[&format!("USER {forged}"), "PASS wrong", "QUIT"]);
+    assert!(replies[2].starts_with("530"), "{replies:?}");
+    drop(guard); // the server exits, so its log ends
+    let mut log = Vec::new();
+    std::io::Read::read_to_end(&mut BufReader::new(stderr), &mut log).unwrap();
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("login failed"), "{log}");
+    assert!(!log.contains('\r') && !log.contains('\x1b'), "{log:?}");
+}

@@ -346,7 +346,9 @@ impl Session {
             .transfer(op, direction, bytes, elapsed.as_secs_f64());
         tracing::info!(
             op,
-            path = %path,
+            // Debug quotes and escapes what the client chose (line breaks,
+            // terminal escapes), so it cannot forge or repaint log lines.
+            path = ?path.to_string(),
             bytes,
             duration_ms = elapsed.as_millis() as u64,
             result,
