@@ -79,16 +79,40 @@ impl<S: AsyncRead + Unpin> ControlConn<S> {
     }
 }
 
+/// Telnet command bytes (RFC 854).
+const IAC: u8 = 0xFF;
+const WILL: u8 = 251;
+const DONT: u8 = 254;
+const SB: u8 = 250;
+const SE: u8 = 240;
+
 /// Strips the terminator and Telnet IAC sequences (clients send ABOR as
 /// `IAC IP IAC DM ABOR`), then checks UTF-8.
 fn decode(raw: &[u8]) -> Line {
     let mut out = Vec::with_capacity(raw.len());
     let mut bytes = raw.iter().copied();
     while let Some(b) = bytes.next() {
-        if b == 0xFF {
-            // IAC IAC is a literal 0xFF; IAC <cmd> is dropped.
-            if bytes.next() == Some(0xFF) {
-                out.push(0xFF);
+        if b == IAC {
+            match bytes.next() {
+                // IAC IAC is a literal 0xFF.
+                Some(IAC) => out.push(IAC),
+                // Option negotiation (WILL, WONT, DO, DONT) names an
+                // option in the next byte; it is refused by ignoring it.
+                Some(WILL..=DONT) => {
+                    bytes.next();
+                }
+                // A subnegotiation runs to IAC SE.
+                Some(SB) => {
+                    let mut previous = 0;
+                    for b in bytes.by_ref() {
+                        if previous == IAC && b == SE {
+                            break;
+                        }
+                        previous = b;
+                    }
+                }
+                // Any other command (IP, DM, ...) is one byte.
+                _ => {}
             }
             continue;
         }
@@ -139,6 +163,27 @@ mod tests {
                 Line::Command("NOOP".into()),
                 Line::Closed
             ]
+        );
+    }
+
+    /// Option negotiation takes three bytes and a subnegotiation runs to
+    /// IAC SE; none of it is left in the command. IAC IAC is a data 0xFF.
+    #[tokio::test]
+    async fn telnet_negotiation_is_dropped_whole() {
+        let got = lines(b"\xff\xfb\x01NOOP\r\n\xff\xfd\x03\xff\xfe\x18PWD\r\n\xff\xfa\x18\x00xterm\xff\xf0SYST\r\n").await;
+        assert_eq!(
+            got,
+            vec![
+                Line::Command("NOOP".into()),
+                Line::Command("PWD".into()),
+                Line::Command("SYST".into()),
+                Line::Closed
+            ]
+        );
+        assert_eq!(
+            decode(b"MKD a\xff\xffb\r\n"),
+            Line::NotUtf8,
+            "a literal 0xFF"
         );
     }
 
