@@ -649,11 +649,13 @@ async fn active_mode_is_off_by_default_and_never_bounces() {
 
     let server = TestServer::start_with(|c| c.active.enabled = true).await;
     let mut c = RawClient::login(server.addr, ALICE).await;
-    c.expect("PORT 127,0,0,9,200,10", 500).await; // someone else's address
-    c.expect("EPRT |1|10.1.2.3|51210|", 500).await;
+    c.expect("PORT 127,0,0,9,200,10", 504).await; // someone else's address
+    c.expect("EPRT |1|10.1.2.3|51210|", 504).await;
+    // An IPv4-mapped address is still protocol 2.
+    c.expect("EPRT |2|::ffff:127.0.0.1|51210|", 522).await;
     let text = c.expect("EPRT |2|::1|51210|", 522).await; // wrong family
     assert!(text.contains("use (1)"), "{text}");
-    c.expect("PORT 127,0,0,1,0,80", 500).await; // privileged port
+    c.expect("PORT 127,0,0,1,0,80", 504).await; // privileged port
     std::fs::write(server.alice_path("f"), "active!").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -104,7 +104,9 @@ impl Session {
             return Reply::new(503, "EPSV ALL in effect; use EPSV");
         }
         let family = self.family();
-        if extended && target.ip().to_canonical().is_ipv4() != (family == 1) {
+        // The address as sent: an IPv4-mapped IPv6 address (|2|::ffff:..|)
+        // is protocol 2, which an IPv4 connection cannot reach.
+        if extended && target.ip().is_ipv4() != (family == 1) {
             return Reply::new(
                 522,
                 format!("Network protocol not supported, use ({family})"),
@@ -112,14 +114,16 @@ impl Session {
         }
         // No FTP bounce: data may only go back to the client itself, and
         // never to a privileged port.
+        // The command is well formed, so 504 (not for that parameter), as
+        // RFC 2577 asks for privileged ports, rather than 500 (syntax).
         if target.ip().to_canonical() != self.peer.ip().to_canonical() {
             return Reply::new(
-                500,
-                "Illegal PORT command: the address must be the client's own",
+                504,
+                "Refused PORT: the address must be the client's own",
             );
         }
         if target.port() < 1024 {
-            return Reply::new(500, "Illegal PORT command: privileged port");
+            return Reply::new(504, "Refused PORT: privileged port");
         }
         self.data = DataChannel::Active(target);
         Reply::new(200, "PORT command successful")
