@@ -67,6 +67,13 @@ pub fn io_reply(e: &io::Error) -> Reply {
         K::NotADirectory => Reply::new(550, "Not a directory"),
         K::IsADirectory => Reply::new(550, "Is a directory"),
         K::StorageFull | K::QuotaExceeded => Reply::new(452, "Insufficient storage space"),
+        K::FileTooLarge => Reply::new(552, "File too large for this file system"),
+        // Permanent for this path: retrying (a 4xx) cannot help.
+        K::InvalidFilename => Reply::new(553, "File name not allowed: too long"),
+        K::InvalidInput => Reply::new(550, "Not possible for this path"),
+        K::ReadOnlyFilesystem => Reply::new(550, "Read-only file system"),
+        K::CrossesDevices => Reply::new(550, "Cannot move across file systems"),
+        K::TooManyLinks => Reply::new(550, "Too many links"),
         _ => Reply::new(451, "Local error in processing"),
     }
 }
@@ -374,14 +381,15 @@ impl Drop for Upload {
     }
 }
 
-/// Names clients may not use: in-flight uploads, NUL, and line breaks
-/// (which would break the framing of listings and replies; CR is the only
-/// one a command line can carry).
+/// Names clients may not use: in-flight uploads, line breaks (which would
+/// break the framing of listings and replies; CR is the only one a command
+/// line can carry), and NUL anywhere in the path (no file name has one).
 fn check_name(path: &VPath) -> Result<()> {
-    match path.file_name() {
-        Some(name) if hidden(name) || name.contains('\0') => Err(StorageError::BadName),
-        _ => Ok(()),
+    let hidden_name = path.file_name().is_some_and(hidden);
+    if hidden_name || path.to_string().contains('\0') {
+        return Err(StorageError::BadName);
     }
+    Ok(())
 }
 
 /// Entries left out of listings: in-flight uploads, and names with line

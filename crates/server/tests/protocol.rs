@@ -188,6 +188,23 @@ async fn directories_files_and_metadata() {
 /// Names with line breaks cannot be created, and those made by other means
 /// stay out of listings, whose lines they would break. Paths starting with
 /// `-` can be listed: only real ls flags are taken for options.
+/// Requests that cannot succeed for their path get a permanent 5xx, so
+/// clients do not retry them as they would a 451.
+#[tokio::test(flavor = "multi_thread")]
+async fn impossible_paths_get_permanent_replies() {
+    let server = TestServer::start().await;
+    let mut c = RawClient::login(server.addr, ALICE).await;
+    let long = "n".repeat(256);
+    c.expect(&format!("MKD {long}"), 553).await;
+    c.expect(&format!("CWD {long}"), 550).await;
+    c.expect("MKD a\0b/c", 553).await;
+    c.expect("MKD d1", 257).await;
+    c.expect("MKD d1/d2", 257).await;
+    c.expect("RNFR d1", 350).await;
+    c.expect("RNTO d1/d2/inner", 550).await;
+    c.expect("NOOP", 200).await;
+}
+
 /// An upload onto a directory is refused before any data moves (the
 /// directory could not be replaced), and the session goes on.
 #[tokio::test(flavor = "multi_thread")]

@@ -117,10 +117,7 @@ impl Session {
         // The command is well formed, so 504 (not for that parameter), as
         // RFC 2577 asks for privileged ports, rather than 500 (syntax).
         if target.ip().to_canonical() != self.peer.ip().to_canonical() {
-            return Reply::new(
-                504,
-                "Refused PORT: the address must be the client's own",
-            );
+            return Reply::new(504, "Refused PORT: the address must be the client's own");
         }
         if target.port() < 1024 {
             return Reply::new(504, "Refused PORT: privileged port");

@@ -534,7 +534,12 @@ impl Session {
                 Reply::new(code, format!("Directory is now {}", quote(&self.cwd)))
             }
             Ok(_) => Reply::new(550, "Not a directory"),
-            Err(e) => e.reply(),
+            // CWD's permanent failure is 550 (RFC 959), whatever the name's
+            // fault: 553 is for commands that make a file.
+            Err(e) => match e.reply() {
+                Reply { code: 553, lines } => Reply { code: 550, lines },
+                other => other,
+            },
         }
     }
 
