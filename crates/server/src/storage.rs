@@ -157,11 +157,20 @@ impl Storage {
             return Ok(rx);
         }
         let rel = path.relative();
-        let mut entries = self.blocking(move |home| Ok(home.read_dir(&rel)?)).await?;
+        let mut entries = {
+            let rel = rel.clone();
+            self.blocking(move |home| Ok(home.read_dir(&rel)?)).await?
+        };
+        let home = self.home.clone();
         tokio::spawn(async move {
             loop {
+                let (home, rel) = (home.clone(), rel.clone());
                 let batch = tokio::task::spawn_blocking(move || {
-                    let batch: Vec<_> = entries.by_ref().take(BATCH).map(entry_of).collect();
+                    let batch: Vec<_> = entries
+                        .by_ref()
+                        .take(BATCH)
+                        .map(|dirent| entry_of(&home, &rel, dirent))
+                        .collect();
                     (entries, batch)
                 })
                 .await;
@@ -170,9 +179,11 @@ impl Storage {
                     return;
                 }
                 for item in batch {
-                    if matches!(&item, Ok(e) if hidden(&e.name)) {
-                        continue;
-                    }
+                    let item = match item {
+                        Ok(Some(entry)) if !hidden(&entry.name) => Ok(entry),
+                        Ok(_) => continue,
+                        Err(e) => Err(e),
+                    };
                     if tx.send(item).await.is_err() {
                         return; // the transfer was aborted
                     }
@@ -398,11 +409,24 @@ fn hidden(name: &str) -> bool {
     name.starts_with(UPLOAD_PREFIX) || name.contains(['\r', '\n'])
 }
 
-/// A directory entry as listed.
-fn entry_of(dirent: io::Result<cap_std::fs::DirEntry>) -> io::Result<Entry> {
+/// An entry of the directory `dir` (relative to `home`) as listed. A
+/// symbolic link is listed as what it leads to, as every other command
+/// (SIZE, RETR, CWD, MLST) sees it; one that leads nowhere or out of the
+/// home cannot be used, and is left out (`None`).
+fn entry_of(
+    home: &Dir,
+    dir: &Path,
+    dirent: io::Result<cap_std::fs::DirEntry>,
+) -> io::Result<Option<Entry>> {
     let dirent = dirent?;
     let name = dirent.file_name().to_string_lossy().into_owned();
-    Ok(entry_from(name, &dirent.metadata()?))
+    if !dirent.file_type()?.is_symlink() {
+        return Ok(Some(entry_from(name, &dirent.metadata()?)));
+    }
+    Ok(home
+        .metadata(dir.join(dirent.file_name()))
+        .ok()
+        .map(|target| entry_from(name, &target)))
 }
 
 fn entry_from(name: String, meta: &cap_std::fs::Metadata) -> Entry {

@@ -188,6 +188,44 @@ async fn directories_files_and_metadata() {
 /// Names with line breaks cannot be created, and those made by other means
 /// stay out of listings, whose lines they would break. Paths starting with
 /// `-` can be listed: only real ls flags are taken for options.
+/// A link is listed as what it leads to, as SIZE, RETR and CWD see it;
+/// links that lead nowhere or out of the home are not listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_show_links_as_what_they_lead_to() {
+    let server = TestServer::start().await;
+    std::fs::create_dir(server.alice_path("d3")).unwrap();
+    std::fs::write(server.alice_path("a.txt"), "hello").unwrap();
+    let link = |to: &str, name: &str| std::os::unix::fs::symlink(to, server.alice_path(name));
+    link("d3", "dlink").unwrap();
+    link("a.txt", "flink").unwrap();
+    link("nowhere", "dangling").unwrap();
+    link("/etc", "out").unwrap();
+    let mut c = RawClient::login(server.addr, ALICE).await;
+
+    let (code, mlsd) = c.transfer_in("MLSD").await;
+    assert_eq!(code, 226);
+    let mlsd = String::from_utf8(mlsd).unwrap();
+    let facts = |name: &str| {
+        mlsd.lines()
+            .find(|line| line.ends_with(&format!(" {name}")))
+            .map(str::to_owned)
+    };
+    assert!(facts("dlink").unwrap().starts_with("type=dir;"), "{mlsd}");
+    assert!(
+        facts("flink").unwrap().starts_with("type=file;size=5;"),
+        "{mlsd}"
+    );
+    assert_eq!((facts("dangling"), facts("out")), (None, None), "{mlsd}");
+    assert!(c.expect("MLST flink", 250).await.contains("size=5;"));
+    assert_eq!(c.expect("SIZE flink", 213).await.trim(), "213 5");
+
+    let (_, list) = c.transfer_in("LIST").await;
+    let list = String::from_utf8(list).unwrap();
+    let line = list.lines().find(|l| l.ends_with(" dlink")).unwrap();
+    assert!(line.starts_with('d'), "{list}");
+    c.expect("CWD dlink", 250).await;
+}
+
 /// Requests that cannot succeed for their path get a permanent 5xx, so
 /// clients do not retry them as they would a 451.
 #[tokio::test(flavor = "multi_thread")]
