@@ -226,9 +226,14 @@ fn parse_type(arg: &str) -> Result<TransferType, ParseError> {
     match (parts.next().as_deref(), parts.next().as_deref()) {
         (Some("A"), None | Some("N")) => Ok(TransferType::Ascii),
         (Some("I"), None) | (Some("L"), Some("8")) => Ok(TransferType::Binary),
+        // Well formed but not served here: EBCDIC, ASCII with Telnet or
+        // ASA format controls, local bytes other than 8 bits.
         (Some("A" | "E"), Some(_)) | (Some("E"), None) => Err(ParseError::UnsupportedParameter(
             format!("TYPE {arg} not supported"),
         )),
+        (Some("L"), Some(bits)) if bits.parse::<u8>().is_ok_and(|bits| bits > 0) => Err(
+            ParseError::UnsupportedParameter(format!("TYPE {arg} not supported; use TYPE L 8")),
+        ),
         _ => Err(ParseError::BadArgument(format!("unknown TYPE {arg}"))),
     }
 }
@@ -339,6 +344,9 @@ mod tests {
         assert_eq!(parse("MODE B").unwrap_err().code(), 504);
         assert_eq!(parse("TYPE E").unwrap_err().code(), 504);
         assert_eq!(parse("TYPE X").unwrap_err().code(), 501);
+        assert_eq!(parse("TYPE L 7").unwrap_err().code(), 504);
+        assert_eq!(parse("TYPE L").unwrap_err().code(), 501);
+        assert_eq!(parse("TYPE L x").unwrap_err().code(), 501);
     }
 
     #[test]

@@ -34,8 +34,55 @@ pub fn ls_line(e: &Entry, writable: bool, now: SystemTime) -> String {
     format!("{perms} 1 ftp ftp {:>12} {when} {}", e.size, e.name)
 }
 
-/// `type=file;size=12;modify=20261125172300;perm=adfrw; name`
-pub fn mlsx_facts(e: &Entry, writable: bool) -> String {
+/// The MLSD/MLST facts this server knows, in the order it sends them.
+const FACT_NAMES: [&str; 4] = ["type", "size", "modify", "perm"];
+
+/// The facts a session asked for with `OPTS MLST` (RFC 3659 7.9); all of
+/// them until it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts([bool; FACT_NAMES.len()]);
+
+impl Default for Facts {
+    fn default() -> Facts {
+        Facts([true; FACT_NAMES.len()])
+    }
+}
+
+impl Facts {
+    /// The facts named in `list` (`type;size;`, any case); names this
+    /// server does not know are ignored, and an empty list selects none.
+    pub fn select(list: &str) -> Facts {
+        let named: Vec<String> = list
+            .split(';')
+            .map(|name| name.trim().to_ascii_lowercase())
+            .collect();
+        Facts(FACT_NAMES.map(|fact| named.iter().any(|name| name == fact)))
+    }
+
+    /// `type;size;`: the selected facts, as OPTS MLST's reply lists them.
+    pub fn selected(&self) -> String {
+        FACT_NAMES
+            .iter()
+            .zip(self.0)
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| format!("{name};"))
+            .collect()
+    }
+
+    /// FEAT's line: every fact, the selected ones marked with `*`.
+    pub fn feature(&self) -> String {
+        let facts: String = FACT_NAMES
+            .iter()
+            .zip(self.0)
+            .map(|(name, on)| format!("{name}{};", if on { "*" } else { "" }))
+            .collect();
+        format!("MLST {facts}")
+    }
+}
+
+/// `type=file;size=12;modify=20261125172300;perm=adfrw; name`, with the
+/// facts in `facts` only.
+pub fn mlsx_facts(e: &Entry, writable: bool, facts: Facts) -> String {
     let kind = if e.is_dir { "dir" } else { "file" };
     let perm = match (e.is_dir, writable) {
         (true, true) => "flcdmpe",
@@ -43,12 +90,22 @@ pub fn mlsx_facts(e: &Entry, writable: bool) -> String {
         (false, true) => "adfrw",
         (false, false) => "r",
     };
-    format!(
-        "type={kind};size={};modify={};perm={perm}; {}",
-        e.size,
+    let values = [
+        kind.to_string(),
+        e.size.to_string(),
         timestamp(e.modified),
-        e.name
-    )
+        perm.to_string(),
+    ];
+    let mut line: String = FACT_NAMES
+        .iter()
+        .zip(values)
+        .zip(facts.0)
+        .filter(|(_, on)| *on)
+        .map(|((name, value), _)| format!("{name}={value};"))
+        .collect();
+    line.push(' ');
+    line.push_str(&e.name);
+    line
 }
 
 /// RFC 3659 time-val: `YYYYMMDDHHMMSS` in UTC.
@@ -121,9 +178,27 @@ mod tests {
     #[test]
     fn mlsx() {
         assert_eq!(
-            mlsx_facts(&entry(false, 0), false),
+            mlsx_facts(&entry(false, 0), false, Facts::default()),
             "type=file;size=42;modify=19700101000000;perm=r; a b"
         );
-        assert!(mlsx_facts(&entry(true, 0), true).starts_with("type=dir;"));
+        assert!(mlsx_facts(&entry(true, 0), true, Facts::default()).starts_with("type=dir;"));
+    }
+
+    #[test]
+    fn only_the_selected_facts_are_sent() {
+        let some = Facts::select("Size;unknown;TYPE;");
+        assert_eq!(some.selected(), "type;size;");
+        assert_eq!(some.feature(), "MLST type*;size*;modify;perm;");
+        assert_eq!(
+            mlsx_facts(&entry(false, 0), true, some),
+            "type=file;size=42; a b"
+        );
+        let none = Facts::select("");
+        assert_eq!(none.selected(), "");
+        assert_eq!(mlsx_facts(&entry(false, 0), true, none), " a b");
+        assert_eq!(
+            Facts::default().feature(),
+            "MLST type*;size*;modify*;perm*;"
+        );
     }
 }

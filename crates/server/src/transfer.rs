@@ -675,8 +675,9 @@ mod tests {
         assert!(std::fs::read(&path).unwrap() == data, "contents differ");
     }
 
-    /// A disk that refuses the write fails the upload; nothing waits
-    /// forever for buffers the writer will not give back.
+    /// A disk that refuses the write fails the upload, as the server's own
+    /// failure (not the connection's); nothing waits forever for buffers
+    /// the writer will not give back.
     #[tokio::test]
     async fn receive_file_reports_a_failed_write() {
         let (_dir, path, _) = upload_target().await;
@@ -685,7 +686,19 @@ mod tests {
         let err = receive_file(&data[..], &read_only, Progress::default())
             .await
             .unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+        assert!(LocalError::is_local(&err), "{err}");
+        let cause = err.get_ref().and_then(|e| e.downcast_ref::<LocalError>());
+        assert_eq!(cause.unwrap().0.raw_os_error(), Some(libc::EBADF), "{err}");
+    }
+
+    /// A data connection that fails is not the server's own failure.
+    #[test]
+    fn only_marked_errors_are_local() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(!LocalError::is_local(&refused));
+        let marked = LocalError::wrap(io::Error::from(io::ErrorKind::StorageFull));
+        assert!(LocalError::is_local(&marked));
+        assert_eq!(marked.kind(), io::ErrorKind::StorageFull, "the kind stays");
     }
 
     /// Held by the tests that start uploads of their own to steer the
@@ -859,6 +872,10 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        assert!(
+            !LocalError::is_local(&err),
+            "the connection failed, not the server"
+        );
     }
 
     #[tokio::test]

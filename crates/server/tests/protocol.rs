@@ -188,6 +188,29 @@ async fn directories_files_and_metadata() {
 /// Names with line breaks cannot be created, and those made by other means
 /// stay out of listings, whose lines they would break. Paths starting with
 /// `-` can be listed: only real ls flags are taken for options.
+/// OPTS MLST selects the facts MLST and MLSD send, and FEAT marks them.
+#[tokio::test(flavor = "multi_thread")]
+async fn opts_mlst_selects_the_facts() {
+    let server = TestServer::start().await;
+    std::fs::write(server.alice_path("f"), "12345").unwrap();
+    let mut c = RawClient::login(server.addr, ALICE).await;
+    assert_eq!(
+        c.expect("OPTS MLST size;Type;bogus;", 200).await.trim(),
+        "200 MLST OPTS type;size;"
+    );
+    let feat = c.expect("FEAT", 211).await;
+    assert!(feat.contains(" MLST type*;size*;modify;perm;"), "{feat}");
+    let mlst = c.expect("MLST f", 250).await;
+    assert!(mlst.contains(" type=file;size=5; /f"), "{mlst}");
+    let (_, mlsd) = c.transfer_in("MLSD").await;
+    assert_eq!(String::from_utf8(mlsd).unwrap(), "type=file;size=5; f\r\n");
+    // No facts at all, then all of them again.
+    assert_eq!(c.expect("OPTS MLST", 200).await.trim(), "200 MLST OPTS");
+    assert!(c.expect("MLST f", 250).await.contains("\r\n  /f\r\n"));
+    c.expect("OPTS MLST type;size;modify;perm;", 200).await;
+    assert!(c.expect("MLST f", 250).await.contains("perm=adfrw; /f"));
+}
+
 /// A link is listed as what it leads to, as SIZE, RETR and CWD see it;
 /// links that lead nowhere or out of the home are not listed.
 #[tokio::test(flavor = "multi_thread")]

@@ -82,6 +82,8 @@ pub struct Session {
     epsv_all: bool,
     restart_at: u64,
     rename_from: Option<VPath>,
+    /// The facts MLSD and MLST send (OPTS MLST).
+    mlst_facts: listing::Facts,
     /// A command that arrived during a transfer, handled after it.
     deferred: Option<Line>,
     /// The client closed the control connection during a transfer.
@@ -136,6 +138,7 @@ impl Session {
             data: DataChannel::None,
             epsv_all: false,
             restart_at: 0,
+            mlst_facts: listing::Facts::default(),
             rename_from: None,
             deferred: None,
             control_closed: false,
@@ -338,6 +341,7 @@ impl Session {
                                 ..e
                             },
                             !storage.read_only(),
+                            self.mlst_facts,
                         );
                         Reply::multi(250, "Listing", vec![format!(" {facts}")], "End")
                     }
@@ -421,7 +425,9 @@ impl Session {
                     (false, true) => &TLS_FEATURES[1..],
                     (false, false) => &[],
                 };
+                let mlst = self.mlst_facts.feature();
                 let mut features: Vec<&str> = FEATURES.iter().chain(tls).copied().collect();
+                features.push(&mlst);
                 features.sort_unstable();
                 let body = features.iter().map(|f| format!(" {f}")).collect();
                 Reply::multi(211, "Features:", body, "End")
@@ -430,8 +436,13 @@ impl Session {
                 let upper = opt.to_ascii_uppercase();
                 if upper == "UTF8 ON" || upper == "UTF8" {
                     Reply::new(200, "Always in UTF8 mode")
-                } else if upper.starts_with("MLST") {
-                    Reply::new(200, "MLST OPTS type;size;modify;perm;")
+                } else if let Some(list) = upper
+                    .strip_prefix("MLST")
+                    .filter(|rest| rest.is_empty() || rest.starts_with(' '))
+                {
+                    self.mlst_facts = listing::Facts::select(list);
+                    let selected = self.mlst_facts.selected();
+                    Reply::new(200, format!("MLST OPTS {selected}").trim_end().to_string())
                 } else {
                     Reply::new(501, "Option not understood")
                 }
@@ -590,7 +601,6 @@ const FEATURES: &[&str] = &[
     "EPRT",
     "EPSV",
     "MDTM",
-    "MLST type*;size*;modify*;perm*;",
     "PASV",
     "REST STREAM",
     "SIZE",

@@ -61,11 +61,12 @@ impl Session {
             Err(reply) => return self.finish_early(reply).await,
         };
         let writable = !storage.read_only();
+        let facts = self.mlst_facts;
         let now = std::time::SystemTime::now();
         let format = move |e: &Entry| match kind {
             ListKind::List => listing::ls_line(e, writable, now),
             ListKind::Nlst => e.name.clone(),
-            ListKind::Mlsd => listing::mlsx_facts(e, writable),
+            ListKind::Mlsd => listing::mlsx_facts(e, writable, facts),
         };
         let data = IdleTimeout::new(data, self.data_timeout());
         let started = Instant::now();
