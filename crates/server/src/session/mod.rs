@@ -468,7 +468,7 @@ impl Session {
         let client = self.peer.ip();
         if self.shared.logins.is_locked(client) {
             // No hash is verified for a locked-out address.
-            tracing::warn!(user = ?name, "login refused: too many failures from this address");
+            tracing::warn!(user = %name.escape_debug(), "login refused: too many failures from this address");
             self.shared.metrics.login(false);
             self.reply(
                 530,
@@ -481,7 +481,7 @@ impl Session {
             self.failed_logins += 1;
             self.shared.metrics.login(false);
             let locked = self.shared.logins.failed(client);
-            tracing::warn!(user = ?name, attempt = self.failed_logins, locked_out = locked, "login failed");
+            tracing::warn!(user = %name.escape_debug(), attempt = self.failed_logins, locked_out = locked, "login failed");
             tokio::time::sleep(Duration::from_millis(limits.failed_login_delay_ms)).await;
             self.reply(530, "Login incorrect").await?;
             if locked || self.failed_logins >= limits.max_login_attempts {
