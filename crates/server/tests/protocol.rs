@@ -820,6 +820,33 @@ async fn abor_stops_a_download_and_the_session_goes_on() {
     assert_eq!(code, 226);
 }
 
+/// ABOR and QUIT are answered while the server waits for the client's
+/// data connection, not after the wait's timeout (here an hour; the raw
+/// client waits 20 s for a reply).
+#[tokio::test(flavor = "multi_thread")]
+async fn abor_and_quit_end_the_wait_for_a_data_connection() {
+    let server = TestServer::start_with(|c| c.passive.data_connect_timeout_seconds = 3600).await;
+    std::fs::write(server.alice_path("f"), "data").unwrap();
+    let mut c = RawClient::login(server.addr, ALICE).await;
+    for command in ["RETR f", "STOR g", "LIST"] {
+        c.pasv().await;
+        c.send_raw(format!("{command}\r\nABOR\r\n").as_bytes())
+            .await;
+        assert_eq!(c.read_reply().await.0, 426, "{command}");
+        assert_eq!(c.read_reply().await.0, 226, "{command}");
+        c.expect("NOOP", 200).await;
+    }
+    assert!(!server.alice_path("g").exists());
+    // The session goes on: a transfer after the aborted ones works.
+    let (code, bytes) = c.transfer_in("RETR f").await;
+    assert_eq!((code, bytes.as_slice()), (226, &b"data"[..]));
+
+    c.pasv().await;
+    c.send_raw(b"STOR g\r\nQUIT\r\n").await;
+    assert_eq!(c.read_reply().await.0, 426);
+    assert_eq!(c.read_reply().await.0, 221);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn interrupted_uploads_never_replace_the_target() {
     let server = TestServer::start().await;

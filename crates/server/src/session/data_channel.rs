@@ -127,96 +127,117 @@ impl Session {
     }
 
     /// The TCP data connection for a transfer command, or the reply
-    /// explaining why there is none. Under PROT P, [`Session::secure_data`]
-    /// follows the 150 reply: clients start the TLS handshake only then.
-    pub(super) async fn open_data(&mut self) -> Result<TcpStream, Reply> {
-        if self.shared.config.tls.mode == TlsMode::Required && !self.protect_data {
-            self.data = DataChannel::None;
-            return Err(Reply::new(
-                521,
-                "Data connections must be protected: send PBSZ 0 and PROT P",
-            ));
+    /// explaining why there is none. The channel set up by PASV, EPSV,
+    /// PORT or EPRT is spent either way. The future borrows nothing from
+    /// the session, so the session can read the control connection while
+    /// it waits ([`Session::await_data`]). Under PROT P,
+    /// [`Session::secure_data`] follows the 150 reply: clients start the TLS
+    /// handshake only then.
+    pub(super) fn open_data(
+        &mut self,
+    ) -> impl Future<Output = Result<TcpStream, Reply>> + Send + 'static {
+        let channel = std::mem::replace(&mut self.data, DataChannel::None);
+        let unprotected = self.shared.config.tls.mode == TlsMode::Required && !self.protect_data;
+        let timeout = Duration::from_secs(self.shared.config.passive.data_connect_timeout_seconds);
+        let (shared, local) = (self.shared.clone(), self.local);
+        async move {
+            if unprotected {
+                return Err(Reply::new(
+                    521,
+                    "Data connections must be protected: send PBSZ 0 and PROT P",
+                ));
+            }
+            connect_data(channel, local, timeout)
+                .await
+                .inspect_err(|_| shared.metrics.refusal("not_opened"))
         }
-        self.connect_data()
-            .await
-            .inspect_err(|_| self.shared.metrics.refusal("not_opened"))
     }
 
-    /// Wraps the data connection in TLS under PROT P.
-    pub(super) async fn secure_data(&self, tcp: TcpStream) -> Result<MaybeTls, Reply> {
-        let Some(config) = self
+    /// Wraps the data connection in TLS under PROT P. Like
+    /// [`Session::open_data`], the future borrows nothing from the session.
+    pub(super) fn secure_data(
+        &self,
+        tcp: TcpStream,
+    ) -> impl Future<Output = Result<MaybeTls, Reply>> + Send + 'static {
+        let config = self
             .tls
             .as_ref()
             .filter(|_| self.protect_data)
-            .map(|t| t.data.clone())
-        else {
-            return Ok(MaybeTls::Plain(tcp));
-        };
-        let stream = match tokio::time::timeout(
-            TLS_HANDSHAKE_TIMEOUT,
-            MaybeTls::accept(tcp, config),
-        )
-        .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "TLS handshake on the data connection failed");
-                self.shared.metrics.refusal("tls_failed");
-                return Err(Reply::new(
-                    425,
-                    "TLS handshake on the data connection failed",
-                ));
-            }
-            Err(_) => {
-                self.shared.metrics.refusal("tls_failed");
-                return Err(Reply::new(
-                    425,
-                    "TLS handshake on the data connection timed out",
-                ));
-            }
-        };
-        if self.shared.config.tls.require_session_reuse && !stream.resumed() {
-            // Only this session's client holds this session's TLS state.
-            tracing::warn!("refused a data connection that did not resume the TLS session");
-            self.shared.metrics.refusal("tls_not_resumed");
-            close_quietly(stream).await;
-            return Err(Reply::new(
-                425,
-                "The data connection must resume the control connection's TLS session",
-            ));
-        }
-        Ok(stream)
-    }
-
-    async fn connect_data(&mut self) -> Result<TcpStream, Reply> {
-        let timeout = Duration::from_secs(self.shared.config.passive.data_connect_timeout_seconds);
-        match std::mem::replace(&mut self.data, DataChannel::None) {
-            DataChannel::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
-            DataChannel::Passive(reservation) => {
-                match tokio::time::timeout(timeout, reservation.accept()).await {
-                    Ok(Some(stream)) => Ok(stream),
-                    _ => Err(Reply::new(425, "Data connection was not opened")),
-                }
-            }
-            DataChannel::Active(target) => {
-                let connect = async {
-                    let socket = if target.is_ipv4() {
-                        TcpSocket::new_v4()?
-                    } else {
-                        TcpSocket::new_v6()?
-                    };
-                    let local_ip: IpAddr = match (self.local.ip().to_canonical(), target.is_ipv4())
-                    {
-                        (ip @ IpAddr::V4(_), true) | (ip @ IpAddr::V6(_), false) => ip,
-                        _ => return Err(io::Error::other("address family mismatch")),
-                    };
-                    socket.bind(SocketAddr::new(local_ip, 0))?;
-                    socket.connect(target).await
+            .map(|t| t.data.clone());
+        let shared = self.shared.clone();
+        async move {
+            let Some(config) = config else {
+                return Ok(MaybeTls::Plain(tcp));
+            };
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, MaybeTls::accept(tcp, config))
+                    .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "TLS handshake on the data connection failed");
+                        shared.metrics.refusal("tls_failed");
+                        return Err(Reply::new(
+                            425,
+                            "TLS handshake on the data connection failed",
+                        ));
+                    }
+                    Err(_) => {
+                        shared.metrics.refusal("tls_failed");
+                        return Err(Reply::new(
+                            425,
+                            "TLS handshake on the data connection timed out",
+                        ));
+                    }
                 };
-                match tokio::time::timeout(timeout, connect).await {
-                    Ok(Ok(stream)) => Ok(stream),
-                    _ => Err(Reply::new(425, "Cannot connect to your data port")),
-                }
+            if shared.config.tls.require_session_reuse && !stream.resumed() {
+                // Only this session's client holds this session's TLS state.
+                tracing::warn!("refused a data connection that did not resume the TLS session");
+                shared.metrics.refusal("tls_not_resumed");
+                close_quietly(stream).await;
+                return Err(Reply::new(
+                    425,
+                    "The data connection must resume the control connection's TLS session",
+                ));
+            }
+            Ok(stream)
+        }
+    }
+}
+
+/// Opens the connection `channel` was set up for: accepts the client's
+/// (passive) or connects to it (active), within `timeout`. `local` is the
+/// control connection's local address, whose IP active connections use.
+async fn connect_data(
+    channel: DataChannel,
+    local: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, Reply> {
+    match channel {
+        DataChannel::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
+        DataChannel::Passive(reservation) => {
+            match tokio::time::timeout(timeout, reservation.accept()).await {
+                Ok(Some(stream)) => Ok(stream),
+                _ => Err(Reply::new(425, "Data connection was not opened")),
+            }
+        }
+        DataChannel::Active(target) => {
+            let connect = async {
+                let socket = if target.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                let local_ip: IpAddr = match (local.ip().to_canonical(), target.is_ipv4()) {
+                    (ip @ IpAddr::V4(_), true) | (ip @ IpAddr::V6(_), false) => ip,
+                    _ => return Err(io::Error::other("address family mismatch")),
+                };
+                socket.bind(SocketAddr::new(local_ip, 0))?;
+                socket.connect(target).await
+            };
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(Ok(stream)) => Ok(stream),
+                _ => Err(Reply::new(425, "Cannot connect to your data port")),
             }
         }
     }

@@ -21,6 +21,9 @@ use crate::vpath::VPath;
 pub(super) enum Outcome<T> {
     Finished(io::Result<T>),
     Aborted,
+    /// QUIT before the data connection was open: the transfer is dropped,
+    /// and the QUIT answered after its reply.
+    Quit,
     /// The client closed the control connection without QUIT.
     ControlClosed,
     /// The shutdown grace period ran out.
@@ -51,14 +54,16 @@ impl Session {
                 .finish_early(Reply::new(501, "MLSD needs a directory"))
                 .await;
         }
-        let data = match self.open_data().await {
+        let connecting = self.open_data();
+        let data = match self.await_data(connecting).await? {
             Ok(d) => d,
-            Err(reply) => return self.finish_early(reply).await,
+            Err(flow) => return Ok(flow),
         };
         self.reply(150, "Here comes the directory listing").await?;
-        let data = match self.secure_data(data).await {
+        let handshake = self.secure_data(data);
+        let data = match self.await_data(handshake).await? {
             Ok(d) => d,
-            Err(reply) => return self.finish_early(reply).await,
+            Err(flow) => return Ok(flow),
         };
         let writable = !storage.read_only();
         let facts = self.mlst_facts;
@@ -72,7 +77,7 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let job = transfer::send_listing(entries, data, format, progress.clone());
-        let outcome = self.supervise(job, &progress).await?;
+        let outcome = self.supervise(job, &progress, false).await?;
         self.log_transfer(kind.verb(), &path, &progress, started, &outcome);
         self.conclude(outcome.map(|_| ()), "Directory send OK")
             .await
@@ -88,9 +93,10 @@ impl Session {
             Ok(f) => f,
             Err(e) => return self.finish_early(e.reply()).await,
         };
-        let data = match self.open_data().await {
+        let connecting = self.open_data();
+        let data = match self.await_data(connecting).await? {
             Ok(d) => d,
-            Err(reply) => return self.finish_early(reply).await,
+            Err(flow) => return Ok(flow),
         };
         let mode = self.mode_name();
         self.reply(
@@ -98,9 +104,10 @@ impl Session {
             format!("Opening {mode} mode data connection for {path} ({size} bytes)"),
         )
         .await?;
-        let data = match self.secure_data(data).await {
+        let handshake = self.secure_data(data);
+        let data = match self.await_data(handshake).await? {
             Ok(d) => d,
-            Err(reply) => return self.finish_early(reply).await,
+            Err(flow) => return Ok(flow),
         };
         let started = Instant::now();
         let progress = Progress::default();
@@ -120,7 +127,7 @@ impl Session {
                 }
             }
         };
-        let outcome = self.supervise(job, &progress).await?;
+        let outcome = self.supervise(job, &progress, false).await?;
         self.log_transfer("RETR", &path, &progress, started, &outcome);
         self.conclude(outcome.map(|_| ()), "Transfer complete")
             .await
@@ -137,9 +144,10 @@ impl Session {
             Ok(u) => u,
             Err(e) => return self.finish_early(e.reply()).await,
         };
-        let data = match self.open_data().await {
+        let connecting = self.open_data();
+        let data = match self.await_data(connecting).await? {
             Ok(d) => d,
-            Err(reply) => return self.finish_early(reply).await,
+            Err(flow) => return Ok(flow),
         };
         let name = path.file_name().unwrap_or_default().to_string();
         let opening = if unique {
@@ -151,9 +159,10 @@ impl Session {
             )
         };
         self.reply(150, opening).await?;
-        let data = match self.secure_data(data).await {
+        let handshake = self.secure_data(data);
+        let data = match self.await_data(handshake).await? {
             Ok(d) => d,
-            Err(reply) => return self.finish_early(reply).await,
+            Err(flow) => return Ok(flow),
         };
         let started = Instant::now();
         let progress = Progress::default();
@@ -174,7 +183,7 @@ impl Session {
         // connections cleanly, and its upload must not replace the target.
         // One that sent QUIT has finished sending and may leave before the
         // 226.
-        let outcome = match self.supervise(job, &progress).await? {
+        let outcome = match self.supervise(job, &progress, false).await? {
             Outcome::Finished(Ok(_)) if !self.quit_deferred() && self.control_hung_up() => {
                 Outcome::ControlClosed
             }
@@ -195,11 +204,35 @@ impl Session {
         self.conclude(outcome, &done).await
     }
 
-    /// Runs a transfer while still answering the control connection.
+    /// Waits for one step of opening a transfer's data connection (the
+    /// client's connect, the TLS handshake) while still reading the control
+    /// connection: ABOR or QUIT ends the wait at once rather than after the
+    /// step's timeout. `Err(flow)`: the transfer command is over, its
+    /// replies sent.
+    async fn await_data<T>(
+        &mut self,
+        step: impl std::future::Future<Output = Result<T, Reply>>,
+    ) -> io::Result<Result<T, Flow>> {
+        let step = async { Ok(step.await) };
+        let flow = match self.supervise(step, &Progress::default(), true).await? {
+            Outcome::Finished(Ok(Ok(opened))) => return Ok(Ok(opened)),
+            Outcome::Finished(Ok(Err(reply))) => self.finish_early(reply).await?,
+            other => {
+                self.data = DataChannel::None;
+                self.conclude(other.map(|_| ()), "").await?
+            }
+        };
+        Ok(Err(flow))
+    }
+
+    /// Runs a transfer while still answering the control connection. With
+    /// `quit_stops`, QUIT ends it ([`Outcome::Quit`]); otherwise QUIT waits
+    /// for the transfer's end, as other commands do.
     async fn supervise<T>(
         &mut self,
         job: impl std::future::Future<Output = io::Result<T>>,
         progress: &Progress,
+        quit_stops: bool,
     ) -> io::Result<Outcome<T>> {
         tokio::pin!(job);
         let stopping = self.shared.stopping.clone();
@@ -224,6 +257,10 @@ impl Session {
                         Some(Command::Stat(None)) => {
                             let moved = progress.load(Ordering::Relaxed);
                             self.reply(213, format!("Transfer in progress, {moved} bytes so far")).await?;
+                        }
+                        Some(Command::Quit) if quit_stops => {
+                            self.deferred = Some(line);
+                            return Ok(Outcome::Quit);
                         }
                         _ => {
                             // Anything else (QUIT included) is answered
@@ -290,6 +327,8 @@ impl Session {
                 self.reply(426, "Transfer aborted").await?;
                 self.reply(226, "ABOR successful").await?;
             }
+            // The QUIT, held back, is answered next.
+            Outcome::Quit => self.reply(426, "Transfer abandoned: QUIT").await?,
             Outcome::ControlClosed => return Ok(Flow::Close),
             Outcome::ShuttingDown => {
                 self.reply(426, "Transfer aborted: the server is shutting down")
@@ -335,7 +374,7 @@ impl Session {
         let (result, error) = match outcome {
             Outcome::Finished(Ok(_)) => ("ok", None),
             Outcome::Finished(Err(e)) => ("failed", Some(e.to_string())),
-            Outcome::Aborted => ("aborted", None),
+            Outcome::Aborted | Outcome::Quit => ("aborted", None),
             Outcome::ControlClosed => ("interrupted", None),
             Outcome::ShuttingDown => ("shutdown", None),
         };
@@ -347,9 +386,9 @@ impl Session {
             .transfer(op, direction, bytes, elapsed.as_secs_f64());
         tracing::info!(
             op,
-            // Debug quotes and escapes what the client chose (line breaks,
-            // terminal escapes), so it cannot forge or repaint log lines.
-            path = ?path.to_string(),
+            // Escaped as in Rust's Debug (line breaks, terminal escapes), so
+            // what the client chose cannot forge or repaint log lines.
+            path = %path.to_string().escape_debug(),
             bytes,
             duration_ms = elapsed.as_millis() as u64,
             result,
@@ -374,6 +413,7 @@ impl<T> Outcome<T> {
         match self {
             Outcome::Finished(r) => Outcome::Finished(r.map(f)),
             Outcome::Aborted => Outcome::Aborted,
+            Outcome::Quit => Outcome::Quit,
             Outcome::ControlClosed => Outcome::ControlClosed,
             Outcome::ShuttingDown => Outcome::ShuttingDown,
         }
