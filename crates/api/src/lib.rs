@@ -6,6 +6,7 @@
 //! bad spec is refused at `kubectl apply` rather than discovered by the
 //! operator.
 
+mod schema;
 mod spec;
 mod status;
 

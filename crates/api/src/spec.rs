@@ -4,11 +4,76 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::FtpServerStatus;
+use crate::schema;
+
+// CEL rules for values that end up in the StatefulSet and Services, so the
+// apiserver refuses them at admission rather than when the operator applies
+// its children (by then a load balancer may exist). The regular expressions
+// are Kubernetes' own (k8s.io/apimachinery/pkg/util/validation); backslashes
+// are doubled once for Rust and once for the CEL string.
+
+/// A DNS subdomain (RFC 1123): names of Secrets, claims, StorageClasses.
+/// The schema's maxLength 253 completes it.
+const DNS_SUBDOMAIN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A qualified name, `[prefix/]name`: label and annotation keys, load
+/// balancer classes. The prefix's 253 characters are checked apart.
+const QUALIFIED_NAME: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+/// A label value: at most 63 characters, possibly none.
+const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$";
+/// What the messages say of a qualified name.
+const QUALIFIED_NAME_IS: &str = "an optional DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+
+/// CEL: `name` is a qualified name.
+fn qualified(name: &str) -> String {
+    format!(
+        "{name}.matches('{QUALIFIED_NAME}') && (!{name}.contains('/') || {name}.indexOf('/') <= 253)"
+    )
+}
+
+/// `self` names an object of `kind`, as Kubernetes requires.
+fn object_name(field: &str, kind: &str) -> Rule {
+    Rule::new(format!("self.matches('{DNS_SUBDOMAIN}')")).message(
+        format!("{field} must be a {kind} name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit").as_str(),
+    )
+}
+
+/// Every key of the map `self` is a label or annotation key.
+fn keys(field: &str, example: &str) -> Rule {
+    Rule::new(format!("self.all(k, {})", qualified("k")))
+        .message(format!("{field} keys must be like {example}: {QUALIFIED_NAME_IS}").as_str())
+}
+
+/// Every value of the map `self` is a label value.
+fn label_values(field: &str) -> Rule {
+    Rule::new(format!("self.all(k, self[k].matches('{LABEL_VALUE}'))")).message(
+        format!("{field} values must be label values: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit, or empty").as_str(),
+    )
+}
+
+/// The limits and requests of `self`, a ResourceRequirements, are
+/// quantities, not negative (zero is a valid request).
+fn resource_quantities() -> Rule {
+    let each = |map: &str| {
+        let quantity = format!("string(self.{map}[k])");
+        format!(
+            "(!has(self.{map}) || self.{map}.all(k, isQuantity({quantity}) && !quantity({quantity}).isLessThan(quantity('0'))))"
+        )
+    };
+    Rule::new(format!("{} && {}", each("limits"), each("requests")))
+        .message("resources.limits and resources.requests must be quantities of at least zero, such as 500m or 256Mi")
+}
+
+/// `self`, a quantity (int or string), parses and is above zero.
+fn positive_quantity(field: &str) -> Rule {
+    Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))")
+        .message(format!("{field} must be a quantity above zero, such as 10Gi or 500M").as_str())
+}
 
 /// An FTP server reachable from outside the cluster, passive mode included.
 /// Each replica is its own endpoint: a pod and a Service of its own that
@@ -138,26 +203,42 @@ pub struct FtpServerSpec {
 
     /// CPU and memory requests and limits of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = schema::resources)]
+    #[x_kube(validation = resource_quantities())]
     pub resources: Option<ResourceRequirements>,
 
-    /// Node labels the pods must match.
+    /// Node labels the pods must match, at most 64.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = schema::labels)]
+    #[x_kube(
+        validation = keys("nodeSelector", "disktype or example.com/zone"),
+        validation = label_values("nodeSelector")
+    )]
     pub node_selector: BTreeMap<String, String>,
 
     /// Tolerations of the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = schema::tolerations)]
     pub tolerations: Vec<Toleration>,
 
     /// Affinity of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = schema::affinity)]
     pub affinity: Option<Affinity>,
 
-    /// Extra labels on the pods. Labels the operator sets win.
+    /// Extra labels on the pods, at most 64. Labels the operator sets win.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = schema::labels)]
+    #[x_kube(
+        validation = keys("podLabels", "team or example.com/tier"),
+        validation = label_values("podLabels")
+    )]
     pub pod_labels: BTreeMap<String, String>,
 
-    /// Extra annotations on the pods.
+    /// Extra annotations on the pods, at most 128.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = schema::annotations)]
+    #[x_kube(validation = keys("podAnnotations", "note or example.com/owner"))]
     pub pod_annotations: BTreeMap<String, String>,
 }
 
@@ -192,8 +273,10 @@ pub struct ServiceSpec {
     pub control_port: i32,
 
     /// Annotations on each replica's Service, e.g. for the cloud's load
-    /// balancer controller.
+    /// balancer controller; at most 128.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = schema::annotations)]
+    #[x_kube(validation = keys("service.annotations", "service.beta.kubernetes.io/aws-load-balancer-type"))]
     pub annotations: BTreeMap<String, String>,
 
     /// Load balancer implementation (`spec.loadBalancerClass` of the
@@ -201,6 +284,7 @@ pub struct ServiceSpec {
     /// is on a Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(qualified("self")).message(format!("service.loadBalancerClass must be like example.com/lb: {QUALIFIED_NAME_IS}").as_str()))]
     pub load_balancer_class: Option<String>,
 
     /// Client CIDRs allowed through the load balancer. LoadBalancer only.
@@ -340,15 +424,18 @@ impl std::fmt::Display for PortRange {
 }
 
 /// The Secret with the users file.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UsersSpec {
     /// Name of a Secret in the FtpServer's namespace.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = object_name("users.secretName", "Secret"))]
     pub secret_name: String,
     /// Key of the users file in the Secret.
     #[serde(default = "default_users_key")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && !self.startsWith('..')")
+        .message("users.key must be a Secret key: letters, digits, '-', '_' and '.', not '.' and not starting with '..'"))]
     pub key: String,
 }
 
@@ -408,11 +495,12 @@ pub struct StorageSpec {
 }
 
 /// An existing PersistentVolumeClaim.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExistingClaim {
     /// Name of the PersistentVolumeClaim in the FtpServer's namespace.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = object_name("storage.existingClaim.claimName", "PersistentVolumeClaim"))]
     pub claim_name: String,
 }
 
@@ -426,10 +514,12 @@ pub struct ExistingClaim {
 pub struct VolumeClaimTemplate {
     /// Requested size, e.g. 10Gi.
     #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = positive_quantity("storage.volumeClaimTemplate.size"))]
     pub size: Quantity,
     /// StorageClass of the claims; unset: the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = object_name("storage.volumeClaimTemplate.storageClassName", "StorageClass"))]
     pub storage_class_name: Option<String>,
     /// What happens to the claims, and so the files, when the FtpServer is
     /// deleted: Delete (default; the FtpServer owns its data) or Retain
@@ -449,21 +539,24 @@ pub enum ClaimRetention {
 }
 
 /// An emptyDir volume.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct EmptyDirStorage {
     /// Upper bound on the space used; unset: no bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = positive_quantity("storage.emptyDir.sizeLimit"))]
     pub size_limit: Option<Quantity>,
 }
 
 /// FTPS.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
     /// Name of a `kubernetes.io/tls` Secret (keys `tls.crt`, `tls.key`) in
     /// the FtpServer's namespace. Renewed certificates are picked up.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = object_name("tls.secretName", "Secret"))]
     pub secret_name: String,
     /// Required (default): logins without TLS are refused. Optional: plain
     /// FTP still works for clients that do not ask for TLS.

@@ -207,6 +207,132 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
             "spec.limits.idleTimeoutSeconds in body should be greater than or equal to 1",
         ),
         (
+            "claim size that is not a quantity",
+            json!({"spec": {"storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "lots"}}}}),
+            "storage.volumeClaimTemplate.size must be a quantity above zero",
+        ),
+        (
+            "claim size of nothing",
+            json!({"spec": {"storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "0"}}}}),
+            "storage.volumeClaimTemplate.size must be a quantity above zero",
+        ),
+        (
+            "emptyDir size limit that is not a quantity",
+            json!({"spec": {"storage": {"emptyDir": {"sizeLimit": "lots"}}}}),
+            "storage.emptyDir.sizeLimit must be a quantity above zero",
+        ),
+        (
+            "memory limit that is not a quantity",
+            json!({"spec": {"resources": {"limits": {"memory": "lots"}}}}),
+            "resources.limits and resources.requests must be quantities of at least zero",
+        ),
+        (
+            "negative CPU request",
+            json!({"spec": {"resources": {"requests": {"cpu": "-1"}}}}),
+            "resources.limits and resources.requests must be quantities of at least zero",
+        ),
+        (
+            "storage class that cannot name one",
+            json!({"spec": {"storage": {"emptyDir": null,
+                                        "volumeClaimTemplate": {"size": "1Gi", "storageClassName": "Bad_Class"}}}}),
+            "storage.volumeClaimTemplate.storageClassName must be a StorageClass name",
+        ),
+        (
+            "users Secret that cannot name one",
+            json!({"spec": {"users": {"secretName": "Bad_Secret"}}}),
+            "users.secretName must be a Secret name",
+        ),
+        (
+            "users key that climbs out of the volume",
+            json!({"spec": {"users": {"key": "../x"}}}),
+            "users.key must be a Secret key",
+        ),
+        (
+            "users key of a dot",
+            json!({"spec": {"users": {"key": "."}}}),
+            "users.key must be a Secret key",
+        ),
+        (
+            "TLS Secret that cannot name one",
+            json!({"spec": {"tls": {"secretName": "Bad Secret"}}}),
+            "tls.secretName must be a Secret name",
+        ),
+        (
+            "claim that cannot name one",
+            json!({"spec": {"storage": {"emptyDir": null, "existingClaim": {"claimName": "Bad_Claim"}}}}),
+            "storage.existingClaim.claimName must be a PersistentVolumeClaim name",
+        ),
+        (
+            "load balancer class that is not a qualified name",
+            json!({"spec": {"service": {"loadBalancerClass": "not a class!"}}}),
+            "service.loadBalancerClass must be like example.com/lb",
+        ),
+        (
+            "pod label key with a space",
+            json!({"spec": {"podLabels": {"bad key!": "x"}}}),
+            "podLabels keys must be like team or example.com/tier",
+        ),
+        (
+            "pod label value with a slash",
+            json!({"spec": {"podLabels": {"team": "a/b"}}}),
+            "podLabels values must be label values",
+        ),
+        (
+            "node selector value over 63 characters",
+            json!({"spec": {"nodeSelector": {"disk": "s".repeat(64)}}}),
+            "spec.nodeSelector.disk: Too long: may not be more than 63 bytes",
+        ),
+        (
+            "node selector key with an empty prefix",
+            json!({"spec": {"nodeSelector": {"/disk": "ssd"}}}),
+            "nodeSelector keys must be like",
+        ),
+        (
+            "pod annotation key with a prefix too long",
+            json!({"spec": {"podAnnotations": {format!("{}.example.com/note", "a".repeat(250)): "x"}}}),
+            "podAnnotations keys must be like",
+        ),
+        (
+            "Service annotation key that is not a qualified name",
+            json!({"spec": {"service": {"annotations": {"bad key": "x"}}}}),
+            "service.annotations keys must be like",
+        ),
+        (
+            "toleration operator and effect that do not exist",
+            json!({"spec": {"tolerations": [{"operator": "Sometimes", "effect": "Never"}]}}),
+            "spec.tolerations[0].operator: Unsupported value: \"Sometimes\": supported values: \"\", \"Equal\", \"Exists\"",
+        ),
+        (
+            "toleration effect that does not exist",
+            json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "Never"}]}}),
+            "spec.tolerations[0].effect: Unsupported value: \"Never\"",
+        ),
+        (
+            "node affinity weight beyond 100 (and int32)",
+            json!({"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 99_999_999_999_i64, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}}),
+            "preferredDuringSchedulingIgnoredDuringExecution[0].weight in body should be less than or equal to 100",
+        ),
+        (
+            "pod anti-affinity weight of zero",
+            json!({"spec": {"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 0, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}}}}),
+            "preferredDuringSchedulingIgnoredDuringExecution[0].weight in body should be greater than or equal to 1",
+        ),
+        (
+            "node affinity operator that does not exist",
+            json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "disk", "operator": "Bogus"}]}]}}}}}),
+            "operator: Unsupported value: \"Bogus\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\", \"Gt\", \"Lt\"",
+        ),
+        (
+            "pod affinity operator only nodes know",
+            json!({"spec": {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname",
+                 "labelSelector": {"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]}}]}}}}),
+            "operator: Unsupported value: \"Gt\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\"",
+        ),
+        (
             "name that cannot name a Service",
             json!({"metadata": {"name": "1-ftp"}}),
             "metadata.name must be at most 45 characters",
@@ -287,6 +413,33 @@ async fn the_apiserver_accepts_valid_variants() -> Result<()> {
         json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 30990},
                         "service": {"type": "NodePort", "controlPort": 30021}}}),
         json!({"spec": {"shutdownGraceSeconds": 600}}),
+        json!({"spec": {"storage": {"emptyDir": {"sizeLimit": "500Mi"}}}}),
+        json!({"spec": {"storage": {"emptyDir": {"sizeLimit": 1_000_000}}}}),
+        json!({"spec": {"storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "1.5e9"}}}}),
+        json!({"spec": {"resources": {"requests": {"cpu": 0, "memory": "64Mi"},
+                                      "limits": {"cpu": "1500m", "memory": "1Gi", "example.com/gpu": 1}}}}),
+        json!({"spec": {"users": {"secretName": "ftp.users-1", "key": "users_v2.toml"},
+                        "tls": {"secretName": "ftp-tls.example"},
+                        "storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "1Gi", "storageClassName": "fast.ssd"}}}}),
+        json!({"spec": {"storage": {"emptyDir": null, "existingClaim": {"claimName": "data.v1"}}}}),
+        json!({"spec": {"service": {"loadBalancerClass": "service.k8s.aws/nlb"}}}),
+        json!({"spec": {"podLabels": {"team": "ftp", "example.com/tier": "", "a_b.c-d": "A.b_c-1"},
+                        "nodeSelector": {"kubernetes.io/os": "linux", "disk": "s".repeat(63)},
+                        "podAnnotations": {"note": "anything / at all!", "prometheus.io/scrape": "true"}}}),
+        json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ftp", "effect": "NoSchedule"},
+                                        {"operator": "Exists"},
+                                        {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                         "effect": "NoExecute", "tolerationSeconds": 30}]}}),
+        json!({"spec": {"affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}],
+                     "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["bad-node"]}]}]},
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "preference": {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}}]},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                  "labelSelector": {"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}}}]}}}}),
     ];
     for (index, change) in variants.iter().enumerate() {
         let mut object = valid(&format!("variant-{index}"));
