@@ -366,8 +366,13 @@ pub struct PassiveSpec {
     /// reach the server without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new("isIP(self) ? ip(self).family() == 4 : self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
-        .message("advertisedAddress must be an IPv4 address or a lowercase DNS name"))]
+    #[x_kube(
+        validation = Rule::new("isIP(self) ? ip(self).family() == 4 : self.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$')")
+            .message("advertisedAddress must be an IPv4 address or a lowercase DNS name of labels of 1-63 letters, digits and '-', each starting and ending with a letter or digit"),
+        // The server reads a name of digits and dots as a hostname.
+        validation = Rule::new("isIP(self) || !self.matches('(^|\\\\.)[0-9]+$')")
+            .message("advertisedAddress must be an IPv4 address (four numbers 0-255 without leading zeros) or a DNS name whose last label is not all digits")
+    )]
     pub advertised_address: Option<String>,
 
     /// Client networks that reach the pods directly (without the load

@@ -144,6 +144,26 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
             "advertisedAddress must be an IPv4 address or a lowercase DNS name",
         ),
         (
+            "advertised address with a label over 63 characters (the server refuses it)",
+            json!({"spec": {"passive": {"advertisedAddress": format!("{}.example.com", "a".repeat(64))}}}),
+            "advertisedAddress must be an IPv4 address or a lowercase DNS name",
+        ),
+        (
+            "advertised address with a number above 255",
+            json!({"spec": {"passive": {"advertisedAddress": "256.1.1.1"}}}),
+            "advertisedAddress must be an IPv4 address (four numbers 0-255 without leading zeros) or a DNS name whose last label is not all digits",
+        ),
+        (
+            "advertised address of three numbers",
+            json!({"spec": {"passive": {"advertisedAddress": "1.2.3"}}}),
+            "advertisedAddress must be an IPv4 address (four numbers 0-255",
+        ),
+        (
+            "advertised address with leading zeros",
+            json!({"spec": {"passive": {"advertisedAddress": "01.02.03.04"}}}),
+            "advertisedAddress must be an IPv4 address (four numbers 0-255",
+        ),
+        (
             "IPv6 advertised address (PASV carries IPv4 only)",
             json!({"spec": {"passive": {"advertisedAddress": "2001:db8::1"}}}),
             "advertisedAddress must be an IPv4 address or a lowercase DNS name",
@@ -413,6 +433,10 @@ async fn the_apiserver_accepts_valid_variants() -> Result<()> {
         json!({"spec": {"tls": {"secretName": "ftp-tls", "implicitPort": 30990},
                         "service": {"type": "NodePort", "controlPort": 30021}}}),
         json!({"spec": {"shutdownGraceSeconds": 600}}),
+        json!({"spec": {"passive": {"advertisedAddress": format!("{}.example.com", "a".repeat(63))}}}),
+        json!({"spec": {"passive": {"advertisedAddress": "ftp1.example.com"}}}),
+        json!({"spec": {"passive": {"advertisedAddress": "1.2.3.example"}}}),
+        json!({"spec": {"passive": {"advertisedAddress": "255.255.255.255"}}}),
         json!({"spec": {"storage": {"emptyDir": {"sizeLimit": "500Mi"}}}}),
         json!({"spec": {"storage": {"emptyDir": {"sizeLimit": 1_000_000}}}}),
         json!({"spec": {"storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "1.5e9"}}}}),
@@ -555,5 +579,79 @@ async fn load_balancer_class_cannot_change_after_creation() -> Result<()> {
         .await
         .expect_err("a class cannot be added");
     refused(error);
+    Ok(())
+}
+
+/// Every advertisedAddress the apiserver accepts, kubeftp-server takes for
+/// what it looks like (an address it cannot parse makes it exit), and the
+/// names and addresses a person would write are accepted.
+#[tokio::test]
+async fn advertised_addresses_the_apiserver_accepts_are_the_servers() -> Result<()> {
+    use kubeftp_server::address::Advertised;
+    let ns = shared_namespace("crd-advertised").await?;
+    support::install_crd(&ns.client).await?;
+    let api = ftp_api(ns.client.clone(), &ns.name);
+    let label = |n: usize| "a".repeat(n);
+    let longest = [label(63), label(63), label(63), label(61)].join(".");
+    let cases: Vec<(String, bool)> = vec![
+        ("203.0.113.5".into(), true),
+        ("0.0.0.0".into(), true),
+        ("ftp.example.com".into(), true),
+        ("localhost".into(), true),
+        ("xn--bcher-kva.example".into(), true),
+        ("1-2-3-4.nip.io".into(), true),
+        ("123.example".into(), true),
+        (format!("{}.example.com", label(63)), true),
+        (longest.clone(), true),
+        (format!("{}.example.com", label(64)), false),
+        (format!("{longest}a"), false),
+        ("256.1.1.1".into(), false),
+        ("1.2.3".into(), false),
+        ("1.2.3.4.5".into(), false),
+        ("01.02.03.04".into(), false),
+        ("example.123".into(), false),
+        ("-ftp.example.com".into(), false),
+        ("ftp-.example.com".into(), false),
+        ("ftp..example.com".into(), false),
+        ("ftp_1.example.com".into(), false),
+        ("2001:db8::1".into(), false),
+        ("::ffff:203.0.113.5".into(), false),
+    ];
+    let mut failures = Vec::new();
+    for (index, (address, expected)) in cases.iter().enumerate() {
+        let mut object = valid(&format!("address-{index}"));
+        merge(
+            &mut object,
+            &json!({"spec": {"passive": {"advertisedAddress": address}}}),
+        );
+        let accepted = match create(&api, &object).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(status)) if status.code == 422 => false,
+            Err(error) => bail!("{address}: {error}"),
+        };
+        if accepted != *expected {
+            failures.push(format!(
+                "{address}: accepted {accepted}, expected {expected}"
+            ));
+        }
+        if accepted {
+            let all_digits = address
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .bytes()
+                .all(|b| b.is_ascii_digit());
+            match address.parse::<Advertised>() {
+                Ok(Advertised::Ip(_)) if all_digits => {}
+                Ok(Advertised::Host(_)) if !all_digits => {}
+                parsed => {
+                    failures.push(format!("{address}: accepted, the server reads {parsed:?}"))
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
     Ok(())
 }
