@@ -9,16 +9,15 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, watcher};
 use kube::{Resource, ResourceExt};
-use kubeftp_api::FtpServer;
 
 use crate::cache::{filling, wait_filled};
 use crate::context::Context;
 use crate::labels;
 use crate::reconcile::{error_policy, reconcile};
+use crate::watched::Watched;
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
@@ -56,7 +55,7 @@ pub async fn run(
         .take_writers()
         .expect("the controller runs once per context");
     let controller = Controller::new(
-        api::<DeserializeGuard<FtpServer>>(&client, namespace),
+        api::<Watched>(&client, namespace),
         watcher::Config::default().any_semantic(),
     )
     .owns_stream(filling(

@@ -13,7 +13,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// The stored object does not parse as an FtpServer (e.g. written under
-    /// an older CRD). Only a change to it can fix that.
+    /// an older CRD). Only a change to it can fix that; its status says so.
     #[error("the FtpServer does not parse: {0}")]
     Malformed(String),
     /// The watches of the children have not listed them yet (they retry on

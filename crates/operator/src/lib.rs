@@ -22,3 +22,4 @@ pub mod reconcile;
 pub mod run;
 pub mod status;
 pub mod validate;
+pub mod watched;

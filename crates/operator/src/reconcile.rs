@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -22,14 +22,12 @@ use crate::build::{self, ordinal_of};
 use crate::cache::cached;
 use crate::context::{Context, FtpServerKey};
 use crate::error::{Error, backoff};
-use crate::status::{Degraded, Observed, status, transitions};
+use crate::status::{Degraded, Observed, status, transitions, unparsed_status};
 use crate::validate::validate;
+use crate::watched::{Unparsed, Watched};
 use crate::{address, labels};
 
-pub async fn reconcile(
-    object: Arc<DeserializeGuard<FtpServer>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
+pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!(
         "reconcile",
         namespace = object.namespace().unwrap_or_default(),
@@ -39,7 +37,13 @@ pub async fn reconcile(
     ctx.metrics.reconciliations.inc();
     let result = match &object.0 {
         Ok(ftp) => reconcile_ftp(ftp, &ctx).instrument(span).await,
-        Err(invalid) => Err(Error::Malformed(invalid.error.clone())),
+        Err(unparsed) => {
+            let error = Error::Malformed(unparsed.error.clone());
+            report_unparsed(&object, unparsed, &error, &ctx)
+                .instrument(span)
+                .await;
+            Err(error)
+        }
     };
     ctx.metrics.reconciled(started.elapsed());
     if result.is_ok() {
@@ -49,11 +53,7 @@ pub async fn reconcile(
 }
 
 /// Retries with a backoff that grows with consecutive failures.
-pub fn error_policy(
-    object: Arc<DeserializeGuard<FtpServer>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
+pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed(error.kind());
     let failures = ctx.failed(failure_key(&object));
     let delay = backoff(error, failures);
@@ -68,7 +68,7 @@ pub fn error_policy(
     Action::requeue(delay)
 }
 
-fn failure_key(object: &DeserializeGuard<FtpServer>) -> FtpServerKey {
+fn failure_key(object: &Watched) -> FtpServerKey {
     (object.namespace().unwrap_or_default(), object.name_any())
 }
 
@@ -131,6 +131,26 @@ async fn reconcile_ftp(ftp: &FtpServer, ctx: &Context) -> Result<Action, Error> 
             }
             Err(error)
         }
+    }
+}
+
+/// An FtpServer that does not parse is marked Degraded, saying what does
+/// not parse; only a change to it can help. Its children are left as they
+/// are: the operator cannot know what they should be.
+async fn report_unparsed(object: &Watched, unparsed: &Unparsed, error: &Error, ctx: &Context) {
+    if unparsed.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let failure = Degraded::new(error.kind(), error.to_string(), false);
+    let new = unparsed_status(
+        unparsed.status.as_ref(),
+        unparsed.metadata.generation,
+        &failure,
+        Timestamp::now(),
+    );
+    let reference = object.object_ref(&());
+    if let Err(status_error) = write_status(&reference, unparsed.status.as_ref(), new, ctx).await {
+        tracing::warn!("could not record the failure in status: {status_error}");
     }
 }
 
@@ -290,10 +310,22 @@ async fn update_status(
     observed: &Observed<'_>,
 ) -> Result<(), Error> {
     let new = status(ftp, observed, Timestamp::now());
-    if ftp.status.as_ref() == Some(&new) {
+    write_status(&ftp.object_ref(&()), ftp.status.as_ref(), new, ctx).await
+}
+
+/// Writes `new` over `old` if they differ, with an Event per meaningful
+/// change.
+async fn write_status(
+    reference: &ObjectReference,
+    old: Option<&FtpServerStatus>,
+    new: FtpServerStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if old == Some(&new) {
         return Ok(());
     }
-    let namespace = ftp.namespace().unwrap_or_default();
+    let namespace = reference.namespace.clone().unwrap_or_default();
+    let name = reference.name.clone().unwrap_or_default();
     let api: Api<FtpServer> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({
         "apiVersion": FtpServer::api_version(&()),
@@ -302,25 +334,24 @@ async fn update_status(
     });
     ctx.metrics.wrote("FtpServer", "status");
     api.patch_status(
-        &ftp.name_any(),
+        &name,
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&patch),
     )
     .await
     .map_err(Error::kube("writing status"))?;
-    publish_events(ftp, ctx, ftp.status.as_ref(), &new).await;
+    publish_events(reference, ctx, old, &new).await;
     Ok(())
 }
 
 /// Events for Ready, AddressAssigned and Degraded changes. A failed Event
 /// is logged, not retried: it must not hold up the reconcile.
 async fn publish_events(
-    ftp: &FtpServer,
+    reference: &ObjectReference,
     ctx: &Context,
     old: Option<&FtpServerStatus>,
     new: &FtpServerStatus,
 ) {
-    let reference = ftp.object_ref(&());
     for condition in transitions(old, new) {
         let good = match condition.type_.as_str() {
             READY | ADDRESS_ASSIGNED => condition.status == "True",
@@ -350,7 +381,7 @@ async fn publish_events(
             secondary: None,
         };
         ctx.metrics.wrote("Event", "create");
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(error) = ctx.recorder.publish(&event, reference).await {
             tracing::warn!("could not publish an event: {error}");
         }
     }

@@ -134,23 +134,8 @@ pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServer
     };
 
     let old = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-    let condition = |type_: &str, (value, reason, message): (bool, &str, String)| {
-        let status = if value { "True" } else { "False" };
-        // The transition time moves only when the status does.
-        let since = old
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or(Time(now));
-        Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            observed_generation: generation,
-            last_transition_time: since,
-        }
-    };
+    let condition =
+        |type_: &str, state: (bool, &str, String)| condition_at(old, type_, state, generation, now);
 
     // Not having read the StatefulSet says nothing about its rollout.
     let progressing_condition = match (
@@ -180,6 +165,56 @@ pub fn status(ftp: &FtpServer, observed: &Observed, now: Timestamp) -> FtpServer
         endpoints,
         ports: Some(format!("{control_port},{passive_ports}")),
     }
+}
+
+/// A condition of `type_`, (status, reason, message); its transition time
+/// moves only when its status does, so an unchanged status is not news.
+fn condition_at(
+    old: &[Condition],
+    type_: &str,
+    (value, reason, message): (bool, &str, String),
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if value { "True" } else { "False" };
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// The status of an FtpServer that does not parse (`failure` says why):
+/// Degraded and not Ready; what was last seen of the replicas stays, as
+/// the operator cannot look at them without a spec.
+pub fn unparsed_status(
+    previous: Option<&FtpServerStatus>,
+    generation: Option<i64>,
+    failure: &Degraded,
+    now: Timestamp,
+) -> FtpServerStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let old = std::mem::take(&mut status.conditions);
+    let ready = (false, "Degraded", format!("degraded: {}", failure.reason));
+    let degraded = (true, failure.reason.as_str(), failure.message.clone());
+    let mut conditions: Vec<Condition> = old
+        .iter()
+        .filter(|c| c.type_ != READY && c.type_ != DEGRADED)
+        .cloned()
+        .collect();
+    conditions.insert(0, condition_at(&old, READY, ready, generation, now));
+    conditions.push(condition_at(&old, DEGRADED, degraded, generation, now));
+    status.conditions = conditions;
+    status.observed_generation = generation;
+    status
 }
 
 /// The conditions whose status changed from `old` to `new`: each is
@@ -422,5 +457,71 @@ mod tests {
         );
         assert_eq!((rejected.replicas, rejected.ready_replicas), (2, 2));
         assert_eq!(condition(&rejected, READY).reason, "Degraded");
+    }
+
+    /// An FtpServer that no longer parses says so, keeps what was seen of
+    /// its replicas, and its status settles: the same failure again
+    /// changes nothing, so no write and no reconcile loop.
+    #[test]
+    fn an_unparsed_ftp_server_is_degraded_and_keeps_its_replicas() {
+        let ftp = ftp(SPEC);
+        let set = set(ROLLED_OUT);
+        let addresses = [Some("a.example".to_owned()), Some("b.example".to_owned())];
+        let healthy = status(
+            &ftp,
+            &Observed {
+                stateful_set: Some(&set),
+                addresses: &addresses,
+                degraded: None,
+            },
+            now(),
+        );
+        let failure = Degraded::new(
+            "Malformed",
+            "the FtpServer does not parse: invalid value: integer `99999999999`, expected i32",
+            false,
+        );
+        let later: Timestamp = "2030-01-01T01:00:00Z".parse().unwrap();
+        let unparsed = unparsed_status(Some(&healthy), Some(9), &failure, later);
+        assert_eq!(unparsed.observed_generation, Some(9));
+        assert_eq!(unparsed.endpoints, healthy.endpoints);
+        assert_eq!((unparsed.replicas, unparsed.ready_replicas), (2, 2));
+        let types: Vec<&str> = unparsed
+            .conditions
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(types, [READY, ADDRESS_ASSIGNED, PROGRESSING, DEGRADED]);
+        let ready = condition(&unparsed, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Degraded")
+        );
+        assert_eq!(ready.last_transition_time, Time(later));
+        let degraded = condition(&unparsed, DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "Malformed")
+        );
+        assert!(
+            degraded.message.contains("99999999999"),
+            "{}",
+            degraded.message
+        );
+        assert_eq!(
+            condition(&unparsed, ADDRESS_ASSIGNED),
+            condition(&healthy, ADDRESS_ASSIGNED)
+        );
+
+        let even_later: Timestamp = "2030-01-01T02:00:00Z".parse().unwrap();
+        let again = unparsed_status(Some(&unparsed), Some(9), &failure, even_later);
+        assert_eq!(again, unparsed);
+        assert_eq!(
+            unparsed_status(None, Some(1), &failure, now())
+                .conditions
+                .len(),
+            2,
+            "without a status to keep, only what is known"
+        );
     }
 }

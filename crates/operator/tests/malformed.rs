@@ -1,8 +1,8 @@
 //! Objects the operator cannot use do not stop it. On a private control
 //! plane whose CRD schema lets anything through (as an older, looser CRD
-//! might have): an FtpServer that does not parse is skipped with an error,
-//! one that parses but breaks the rules is marked Degraded, and valid ones
-//! around them are served.
+//! might have): an FtpServer that does not parse is marked Degraded saying
+//! what does not parse, one that parses but breaks the rules is marked
+//! Degraded too, and valid ones around them are served.
 
 mod support;
 
@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceValidation, JSONSchemaProps,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -93,6 +94,14 @@ async fn unusable_objects_do_not_stop_the_operator() -> Result<()> {
         json!({"users": {"secretName": "u"}, "storage": {"emptyDir": {}}}),
     )
     .await?;
+    // What the current CRD refuses, but an older one stored.
+    create(
+        "heavy",
+        json!({"users": {"secretName": "u"}, "storage": {"emptyDir": {}},
+               "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                   {"weight": 99_999_999_999_i64, "preference": {}}]}}}),
+    )
+    .await?;
 
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     eventually(
@@ -122,6 +131,41 @@ async fn unusable_objects_do_not_stop_the_operator() -> Result<()> {
         services.get_opt("backwards-0").await?.is_none(),
         "nothing built for an invalid spec"
     );
+    for (name, what) in [
+        ("broken", "invalid type: string \"somewhere\""),
+        (
+            "heavy",
+            "invalid value: integer `99999999999`, expected i32",
+        ),
+    ] {
+        eventually(
+            &format!("{name}, which does not parse, Degraded saying why"),
+            Duration::from_secs(30),
+            || async {
+                let object = raw.get_status(name).await?;
+                let conditions = object.data["status"]["conditions"].clone();
+                let conditions: Vec<Condition> =
+                    serde_json::from_value(conditions).unwrap_or_default();
+                let condition = |type_: &str| conditions.iter().find(|c| c.type_ == type_);
+                Ok(condition("Degraded").is_some_and(|c| {
+                    c.status == "True"
+                        && c.reason == "Malformed"
+                        && c.message.contains("the FtpServer does not parse")
+                        && c.message.contains(what)
+                }) && condition("Ready").is_some_and(|c| c.status == "False"))
+            },
+        )
+        .await?;
+    }
+    assert!(
+        services.get_opt("heavy-0").await?.is_none(),
+        "nothing built for an FtpServer that does not parse"
+    );
+    // The status settles: writing it again would trigger another
+    // reconcile, and another write.
+    let version = raw.get("heavy").await?.metadata.resource_version;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(raw.get("heavy").await?.metadata.resource_version, version);
     eventually(
         "the unparseable one reported",
         Duration::from_secs(30),
