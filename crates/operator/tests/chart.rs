@@ -126,6 +126,68 @@ fn values_schema_refuses_bad_values() {
     }
 }
 
+/// Pod labels the Deployment's selector uses are the chart's: a pod
+/// template without them is refused by the apiserver, and one matching
+/// another release's selector would be worse.
+#[test]
+fn pod_labels_cannot_take_the_selectors_labels() {
+    for key in ["name", "instance"] {
+        let set = format!("podLabels.app\\.kubernetes\\.io/{key}=other");
+        let output = run(&mut helm_template("t", "kubeftp", &["--set", &set]), None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--set {set} was accepted");
+        assert!(
+            stderr.contains(&format!("at '/podLabels/app.kubernetes.io~1{key}'")),
+            "--set {set}: {stderr}"
+        );
+    }
+    // Past the schema too, the selector's labels win.
+    let rendered = succeed(
+        &mut helm_template(
+            "t",
+            "kubeftp",
+            &[
+                "--skip-schema-validation",
+                "--show-only",
+                "templates/deployment.yaml",
+                "--set",
+                "podLabels.app\\.kubernetes\\.io/name=other",
+                "--set",
+                "podLabels.team=ftp",
+            ],
+        ),
+        None,
+    );
+    let deployment: serde_json::Value = serde_yaml::from_str(&rendered).unwrap();
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in selector.as_object().unwrap() {
+        assert_eq!(&labels[key], value, "{rendered}");
+    }
+    assert_eq!(labels["team"], "ftp", "{rendered}");
+}
+
+/// Helm reads numbers in values files as floats, which render as 1e+06:
+/// the operator would refuse its arguments and exit.
+#[test]
+fn numbers_from_a_values_file_render_as_integers() {
+    let mut values = tempfile::NamedTempFile::new().unwrap();
+    values.write_all(b"resyncSeconds: 1000000\n").unwrap();
+    let rendered = succeed(
+        &mut helm_template(
+            "t",
+            "kubeftp",
+            &["--show-only", "templates/deployment.yaml", "-f"],
+        )
+        .arg(values.path()),
+        None,
+    );
+    assert!(
+        rendered.contains("- --resync-seconds=1000000\n"),
+        "{rendered}"
+    );
+}
+
 #[test]
 fn chart_crd_is_installed_from_crds_dir_and_rbac_never_reads_secrets() {
     let rendered = succeed(
