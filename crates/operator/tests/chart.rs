@@ -108,6 +108,28 @@ fn every_rbac_rule_has_its_own_comment() {
     }
 }
 
+/// The operator lists and watches FtpServers and reads them from the
+/// watch's cache; kube-rs' Controller never gets one either. The
+/// operator_works_with_* tests show that this is enough.
+#[test]
+fn rbac_grants_no_get_on_ftpservers() {
+    for values in [&[][..], &["--set", "watchNamespace=ftp"]] {
+        let mut args = vec!["--show-only", "templates/rbac.yaml"];
+        args.extend_from_slice(values);
+        let rendered = succeed(&mut helm_template("t", "kubeftp", &args), None);
+        let lines: Vec<&str> = rendered.lines().collect();
+        let rule = lines
+            .iter()
+            .position(|line| line.trim() == "resources: [\"ftpservers\"]")
+            .unwrap_or_else(|| panic!("{values:?}: no ftpservers rule\n{rendered}"));
+        assert_eq!(
+            lines[rule + 1].trim(),
+            "verbs: [\"list\", \"watch\"]",
+            "{values:?}\n{rendered}"
+        );
+    }
+}
+
 #[test]
 fn values_schema_refuses_bad_values() {
     for (set, expected) in [
