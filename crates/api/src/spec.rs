@@ -43,9 +43,16 @@ fn object_name(field: &str, kind: &str) -> Rule {
     )
 }
 
-/// Every key of the map `self` is a label or annotation key.
+/// Every key of the map `self` is a label key.
 fn keys(field: &str, example: &str) -> Rule {
     Rule::new(format!("self.all(k, {})", qualified("k")))
+        .message(format!("{field} keys must be like {example}: {QUALIFIED_NAME_IS}").as_str())
+}
+
+/// Every key of the map `self` is an annotation key: Kubernetes checks
+/// them lowercased, so the prefix may have capitals.
+fn annotation_keys(field: &str, example: &str) -> Rule {
+    Rule::new(format!("self.all(k, {})", qualified("k.lowerAscii()")))
         .message(format!("{field} keys must be like {example}: {QUALIFIED_NAME_IS}").as_str())
 }
 
@@ -238,7 +245,7 @@ pub struct FtpServerSpec {
     /// Extra annotations on the pods, at most 128.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(transform = schema::annotations)]
-    #[x_kube(validation = keys("podAnnotations", "note or example.com/owner"))]
+    #[x_kube(validation = annotation_keys("podAnnotations", "note or example.com/owner"))]
     pub pod_annotations: BTreeMap<String, String>,
 }
 
@@ -276,7 +283,7 @@ pub struct ServiceSpec {
     /// balancer controller; at most 128.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(transform = schema::annotations)]
-    #[x_kube(validation = keys("service.annotations", "service.beta.kubernetes.io/aws-load-balancer-type"))]
+    #[x_kube(validation = annotation_keys("service.annotations", "service.beta.kubernetes.io/aws-load-balancer-type"))]
     pub annotations: BTreeMap<String, String>,
 
     /// Load balancer implementation (`spec.loadBalancerClass` of the
