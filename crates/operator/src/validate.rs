@@ -7,6 +7,9 @@ use kubeftp_api::limits::{
     MAX_PASSIVE_PORTS_WITH_IMPLICIT_TLS, NODE_PORT_MAX, NODE_PORT_MIN, PASSIVE_PORT_MIN, PORT_MAX,
 };
 use kubeftp_api::{FtpServerSpec, ServiceType};
+use serde_json::Value;
+
+mod formats;
 
 /// Why a spec cannot be served; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +100,203 @@ pub fn validate(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
     }
     if spec.users.is_none() && !spec.anonymous.enabled {
         return fail("set users or anonymous.enabled, otherwise nobody can log in".into());
+    }
+    validate_formats(spec)
+}
+
+/// The formats of values the children take, which the CRD checks with CEL
+/// rules and enums: the apiserver would refuse the StatefulSet or a
+/// Service (or fail with a 500, for a quantity) once the Services exist.
+fn validate_formats(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
+    let fail = |message: String| Err(InvalidSpec(message));
+    let storage = &spec.storage;
+    let template = storage.volume_claim_template.as_ref();
+    let names = [
+        (
+            spec.users.as_ref().map(|u| &u.secret_name),
+            "users.secretName",
+            "Secret",
+        ),
+        (
+            spec.tls.as_ref().map(|t| &t.secret_name),
+            "tls.secretName",
+            "Secret",
+        ),
+        (
+            storage.existing_claim.as_ref().map(|c| &c.claim_name),
+            "storage.existingClaim.claimName",
+            "PersistentVolumeClaim",
+        ),
+        (
+            template.and_then(|t| t.storage_class_name.as_ref()),
+            "storage.volumeClaimTemplate.storageClassName",
+            "StorageClass",
+        ),
+    ];
+    for (name, field, kind) in names {
+        if let Some(name) = name.filter(|name| !formats::dns_subdomain(name)) {
+            return fail(format!(
+                "{field} {name:?} must be a {kind} name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+            ));
+        }
+    }
+    if let Some(key) = spec
+        .users
+        .as_ref()
+        .map(|u| &u.key)
+        .filter(|k| !formats::secret_key(k))
+    {
+        return fail(format!(
+            "users.key {key:?} must be a Secret key: letters, digits, '-', '_' and '.', not '.' and not starting with '..'"
+        ));
+    }
+    if let Some(class) = spec
+        .service
+        .load_balancer_class
+        .as_ref()
+        .filter(|c| !formats::qualified_name(c))
+    {
+        return fail(format!(
+            "service.loadBalancerClass {class:?} must be like example.com/lb: {QUALIFIED_NAME_IS}"
+        ));
+    }
+    if let Some(address) = spec
+        .passive
+        .advertised_address
+        .as_ref()
+        .filter(|a| !formats::advertised_address(a))
+    {
+        return fail(format!(
+            "passive.advertisedAddress {address:?} must be an IPv4 address or a lowercase DNS name whose labels have 1-63 characters and whose last label is not all digits"
+        ));
+    }
+
+    let sizes = [
+        (
+            template.map(|t| &t.size),
+            "storage.volumeClaimTemplate.size",
+        ),
+        (
+            storage
+                .empty_dir
+                .as_ref()
+                .and_then(|e| e.size_limit.as_ref()),
+            "storage.emptyDir.sizeLimit",
+        ),
+    ];
+    for (size, field) in sizes {
+        if let Some(size) = size.filter(|size| formats::quantity_sign(&size.0) != Some(1)) {
+            return fail(format!(
+                "{field} {:?} must be a quantity above zero, such as 10Gi or 500M",
+                size.0
+            ));
+        }
+    }
+    if let Some(resources) = &spec.resources {
+        for (map, field) in [
+            (&resources.limits, "limits"),
+            (&resources.requests, "requests"),
+        ] {
+            for (name, quantity) in map.iter().flatten() {
+                if !matches!(formats::quantity_sign(&quantity.0), Some(0 | 1)) {
+                    return fail(format!(
+                        "resources.{field}.{name} {:?} must be a quantity of at least zero, such as 500m or 256Mi",
+                        quantity.0
+                    ));
+                }
+            }
+        }
+    }
+
+    let maps = [
+        (&spec.pod_labels, "podLabels", true),
+        (&spec.node_selector, "nodeSelector", true),
+        (&spec.pod_annotations, "podAnnotations", false),
+        (&spec.service.annotations, "service.annotations", false),
+    ];
+    for (map, field, labels) in maps {
+        for (key, value) in map {
+            // Kubernetes checks annotation keys lowercased.
+            let checked = if labels {
+                key.clone()
+            } else {
+                key.to_ascii_lowercase()
+            };
+            if !formats::qualified_name(&checked) {
+                return fail(format!("{field} key {key:?} must be {QUALIFIED_NAME_IS}"));
+            }
+            if labels && !formats::label_value(value) {
+                return fail(format!(
+                    "{field} value {value:?} of {key} must be a label value: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit, or empty"
+                ));
+            }
+        }
+    }
+
+    for (index, toleration) in spec.tolerations.iter().enumerate() {
+        let operator = toleration.operator.as_deref().unwrap_or_default();
+        if !["", "Equal", "Exists"].contains(&operator) {
+            return fail(format!(
+                "tolerations[{index}].operator {operator:?} must be Equal or Exists"
+            ));
+        }
+        let effect = toleration.effect.as_deref().unwrap_or_default();
+        if !["", "NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+            return fail(format!(
+                "tolerations[{index}].effect {effect:?} must be NoSchedule, PreferNoSchedule or NoExecute"
+            ));
+        }
+    }
+    if let Some(affinity) = &spec.affinity {
+        let affinity = serde_json::to_value(affinity).expect("an Affinity serializes");
+        validate_affinity(&affinity, "affinity")?;
+    }
+    Ok(())
+}
+
+/// What the messages say of a qualified name.
+const QUALIFIED_NAME_IS: &str = "an optional DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+
+/// Preferred terms weigh 1-100, and selectors' operators are those
+/// Kubernetes knows where they are (`path`, as in the spec).
+fn validate_affinity(value: &Value, path: &str) -> Result<(), InvalidSpec> {
+    match value {
+        Value::Object(object) => {
+            for (key, value) in object {
+                let path = format!("{path}.{key}");
+                match (key.as_str(), value) {
+                    ("weight", Value::Number(weight)) => {
+                        if !weight.as_i64().is_some_and(|w| (1..=100).contains(&w)) {
+                            return Err(InvalidSpec(format!(
+                                "{path} {weight} must lie within 1-100"
+                            )));
+                        }
+                    }
+                    ("operator", Value::String(operator)) => {
+                        let known: &[&str] = if path.contains(".matchFields") {
+                            &["In", "NotIn"]
+                        } else if path.contains(".nodeAffinity") {
+                            &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+                        } else {
+                            &["In", "NotIn", "Exists", "DoesNotExist"]
+                        };
+                        if !known.contains(&operator.as_str()) {
+                            return Err(InvalidSpec(format!(
+                                "{path} {operator:?} must be one of {}",
+                                known.join(", ")
+                            )));
+                        }
+                    }
+                    _ => validate_affinity(value, &path)?,
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                validate_affinity(item, &format!("{path}[{index}]"))?;
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -220,6 +420,126 @@ storage: {emptyDir: {}}
             ))),
             Ok(())
         );
+    }
+
+    /// Objects stored before the CRD checked these formats are refused
+    /// before any child is applied, as the apiserver would refuse them.
+    #[test]
+    fn formats_the_crd_checks_are_checked_here_too() {
+        for (change, expected) in [
+            (
+                "storage: {volumeClaimTemplate: {size: lots}}",
+                "storage.volumeClaimTemplate.size \"lots\" must be a quantity above zero",
+            ),
+            (
+                "storage: {volumeClaimTemplate: {size: '0'}}",
+                "must be a quantity above zero",
+            ),
+            (
+                "storage: {emptyDir: {sizeLimit: lots}}",
+                "storage.emptyDir.sizeLimit \"lots\"",
+            ),
+            (
+                "resources: {limits: {memory: lots}}",
+                "resources.limits.memory \"lots\" must be a quantity of at least zero",
+            ),
+            (
+                "resources: {requests: {cpu: '-1'}}",
+                "resources.requests.cpu",
+            ),
+            (
+                "storage: {volumeClaimTemplate: {size: 1Gi, storageClassName: Bad_Class}}",
+                "storage.volumeClaimTemplate.storageClassName \"Bad_Class\" must be a StorageClass name",
+            ),
+            (
+                "users: {secretName: Bad_Secret}",
+                "users.secretName \"Bad_Secret\" must be a Secret name",
+            ),
+            (
+                "users: {secretName: u, key: ../x}",
+                "users.key \"../x\" must be a Secret key",
+            ),
+            (
+                "tls: {secretName: 'Bad Secret'}",
+                "tls.secretName \"Bad Secret\"",
+            ),
+            (
+                "storage: {existingClaim: {claimName: Bad_Claim}}",
+                "storage.existingClaim.claimName \"Bad_Claim\" must be a PersistentVolumeClaim name",
+            ),
+            (
+                "service: {loadBalancerClass: 'not a class!'}",
+                "service.loadBalancerClass \"not a class!\" must be like example.com/lb",
+            ),
+            (
+                "passive: {advertisedAddress: 256.1.1.1}",
+                "passive.advertisedAddress \"256.1.1.1\" must be an IPv4 address",
+            ),
+            (
+                "podLabels: {'bad key!': x}",
+                "podLabels key \"bad key!\" must be an optional DNS-subdomain prefix",
+            ),
+            (
+                "nodeSelector: {disk: a/b}",
+                "nodeSelector value \"a/b\" of disk must be a label value",
+            ),
+            ("podAnnotations: {'a b': x}", "podAnnotations key \"a b\""),
+            (
+                "service: {annotations: {'a b': x}}",
+                "service.annotations key \"a b\"",
+            ),
+            (
+                "tolerations: [{operator: Sometimes}]",
+                "tolerations[0].operator \"Sometimes\" must be Equal or Exists",
+            ),
+            (
+                "tolerations: [{operator: Exists, effect: Never}]",
+                "tolerations[0].effect \"Never\"",
+            ),
+            (
+                "affinity: {nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 101, preference: {}}]}}",
+                "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight 101 must lie within 1-100",
+            ),
+            (
+                "affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: a, operator: Bogus}]}]}}}",
+                "nodeSelectorTerms[0].matchExpressions[0].operator \"Bogus\" must be one of In, NotIn, Exists, DoesNotExist, Gt, Lt",
+            ),
+            (
+                "affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: k, labelSelector: {matchExpressions: [{key: a, operator: Gt}]}}]}}",
+                "operator \"Gt\" must be one of In, NotIn, Exists, DoesNotExist",
+            ),
+        ] {
+            let yaml =
+                format!("anonymous: {{enabled: true}}\nstorage: {{emptyDir: {{}}}}\n{change}");
+            // The change's storage replaces the default one.
+            let yaml = if change.starts_with("storage:") {
+                format!("anonymous: {{enabled: true}}\n{change}")
+            } else {
+                yaml
+            };
+            let message = error(&yaml);
+            assert!(message.contains(expected), "{change}: {message}");
+        }
+        let fine = "
+users: {secretName: ftp.users-1, key: users_v2.toml}
+tls: {secretName: ftp-tls}
+storage: {volumeClaimTemplate: {size: 1.5e9, storageClassName: fast.ssd}}
+service: {loadBalancerClass: service.k8s.aws/nlb, annotations: {service.beta.kubernetes.io/x: 'any thing'}}
+passive: {advertisedAddress: 203.0.113.5}
+resources: {requests: {cpu: '0', memory: 64Mi}, limits: {memory: 1Gi}}
+podLabels: {team: ftp, example.com/tier: ''}
+nodeSelector: {kubernetes.io/os: linux}
+podAnnotations: {note: 'anything at all!', Example.COM/Owner: x}
+tolerations: [{key: dedicated, operator: Equal, value: ftp, effect: NoSchedule}, {operator: Exists}]
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: NotIn, values: [x]}]}]
+    preferredDuringSchedulingIgnoredDuringExecution: [{weight: 100, preference: {matchExpressions: [{key: cores, operator: Gt, values: ['4']}]}}]
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution: [{weight: 1, podAffinityTerm: {topologyKey: k, labelSelector: {matchExpressions: [{key: app, operator: DoesNotExist}]}}}]
+";
+        assert_eq!(validate(&spec(fine)), Ok(()));
     }
 
     #[test]

@@ -89,6 +89,14 @@ async fn unusable_objects_do_not_stop_the_operator() -> Result<()> {
                "passive": {"portRange": {"min": 30010, "max": 30000}}}),
     )
     .await?;
+    // Stored before the CRD checked quantities: applying the StatefulSet
+    // would fail with a 500, after the load balancers exist.
+    create(
+        "greedy",
+        json!({"users": {"secretName": "u"}, "storage": {"emptyDir": {}},
+               "resources": {"limits": {"memory": "lots"}}}),
+    )
+    .await?;
     create(
         "good",
         json!({"users": {"secretName": "u"}, "storage": {"emptyDir": {}}}),
@@ -111,26 +119,34 @@ async fn unusable_objects_do_not_stop_the_operator() -> Result<()> {
     )
     .await?;
     let ftps: Api<FtpServer> = Api::namespaced(client.clone(), &namespace);
-    eventually(
-        "the rule-breaking one Degraded",
-        Duration::from_secs(30),
-        || async {
-            let status = ftps.get_status("backwards").await?.status;
-            Ok(status.is_some_and(|s| {
-                s.conditions.iter().any(|c| {
-                    c.type_ == "Degraded"
-                        && c.status == "True"
-                        && c.reason == "InvalidSpec"
-                        && c.message.contains("must be an ascending range")
-                })
-            }))
-        },
-    )
-    .await?;
-    assert!(
-        services.get_opt("backwards-0").await?.is_none(),
-        "nothing built for an invalid spec"
-    );
+    for (name, what) in [
+        ("backwards", "must be an ascending range"),
+        (
+            "greedy",
+            "resources.limits.memory \"lots\" must be a quantity",
+        ),
+    ] {
+        eventually(
+            &format!("the rule-breaking {name} Degraded"),
+            Duration::from_secs(30),
+            || async {
+                let status = ftps.get_status(name).await?.status;
+                Ok(status.is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Degraded"
+                            && c.status == "True"
+                            && c.reason == "InvalidSpec"
+                            && c.message.contains(what)
+                    })
+                }))
+            },
+        )
+        .await?;
+        assert!(
+            services.get_opt(&format!("{name}-0")).await?.is_none(),
+            "nothing built for an invalid spec"
+        );
+    }
     for (name, what) in [
         ("broken", "invalid type: string \"somewhere\""),
         (
