@@ -111,11 +111,12 @@ pub fn tolerations(schema: &mut Schema) {
 /// rule can check each one.
 pub fn resources(schema: &mut Schema) {
     edit(schema, |path, object| {
-        if path.len() == 1 && (path[0] == "limits" || path[0] == "requests") {
-            if let Some(Value::Object(quantity)) = object.get_mut("additionalProperties") {
-                quantity.insert("maxLength".into(), json!(MAX_QUANTITY_LENGTH));
-                object.insert("maxProperties".into(), json!(MAX_RESOURCES));
-            }
+        if path.len() == 1
+            && (path[0] == "limits" || path[0] == "requests")
+            && let Some(Value::Object(quantity)) = object.get_mut("additionalProperties")
+        {
+            quantity.insert("maxLength".into(), json!(MAX_QUANTITY_LENGTH));
+            object.insert("maxProperties".into(), json!(MAX_RESOURCES));
         }
     });
 }

@@ -195,15 +195,12 @@ fn pod_labels_cannot_take_the_selectors_labels() {
 fn numbers_from_a_values_file_render_as_integers() {
     let mut values = tempfile::NamedTempFile::new().unwrap();
     values.write_all(b"resyncSeconds: 1000000\n").unwrap();
-    let rendered = succeed(
-        &mut helm_template(
-            "t",
-            "kubeftp",
-            &["--show-only", "templates/deployment.yaml", "-f"],
-        )
-        .arg(values.path()),
-        None,
+    let mut helm = helm_template(
+        "t",
+        "kubeftp",
+        &["--show-only", "templates/deployment.yaml", "-f"],
     );
+    let rendered = succeed(helm.arg(values.path()), None);
     assert!(
         rendered.contains("- --resync-seconds=1000000\n"),
         "{rendered}"
