@@ -195,8 +195,11 @@ mod tests {
     #[test]
     fn finds_processes_by_command_line() {
         let marker = format!("kubeftp-cleanup-test-{}", std::process::id());
+        // `read` is a builtin: the shell forks no child, whose command line
+        // would show the marker too until it exec'd.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30; :", &marker])
+            .args(["-c", "read line; :", &marker])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // Until it has exec'd, the child shows our command line.
