@@ -189,6 +189,10 @@ ctx = ssl.create_default_context(cafile=sys.argv[2])
 f = ftplib.FTP_TLS(context=ctx)
 f.connect('127.0.0.1', int(sys.argv[1]), timeout=10)
 f.login('alice', 'alice-pw')
+try:
+    f.sendcmd('PBSZ abc')
+except ftplib.error_perm as e:
+    print(str(e)[:3])
 f.prot_c()
 try:
     f.nlst()
@@ -202,7 +206,8 @@ except ftplib.error_perm as e:
         certs.ca.display().to_string(),
     ];
     let out = check(&run("python3", args, work.path()).await, "PROT C script");
-    assert_eq!(out.trim(), "521");
+    // PBSZ's argument is a decimal number (RFC 2228).
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["501", "521"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

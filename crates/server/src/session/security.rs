@@ -64,6 +64,9 @@ impl Session {
         if self.tls.is_none() {
             return Reply::new(503, "PBSZ needs AUTH TLS first");
         }
+        if size.parse::<u32>().is_err() {
+            return Reply::new(501, "PBSZ takes a decimal number (PBSZ 0)");
+        }
         self.pbsz_done = true;
         // Stream-oriented TLS has no buffer size: 0 is the only answer.
         if size == "0" {
