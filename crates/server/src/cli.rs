@@ -106,6 +106,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return hash_password();
     }
     init_logging(cli.log_format);
+    // Past a file-size limit (ulimit -f) a write fails with EFBIG, which
+    // the upload answers with 552; the default action of SIGXFSZ would
+    // kill the server with every session.
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread
+    // starts; no handler runs.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let config = cli.to_config()?;
     let dev_account = (config.users_file.is_none()
         && !config.anonymous.enabled

@@ -300,3 +300,52 @@ fn client_text_is_escaped_in_the_log() {
     assert!(log.contains("login failed"), "{log}");
     assert!(!log.contains('\r') && !log.contains('\x1b'), "{log:?}");
 }
+
+/// Under a file-size limit (ulimit -f), an upload past it gets 552 and the
+/// server goes on serving; SIGXFSZ would otherwise kill it.
+#[test]
+fn a_file_size_limit_fails_the_upload_not_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("u")).unwrap();
+    let db = kubeftp_server::users::hash_password("pw");
+    std::fs::write(
+        dir.path().join("users.toml"),
+        format!("[[user]]\nname = \"u\"\npassword-hash = \"{db}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("big"), vec![1u8; 2 << 20]).unwrap();
+    let listen = free_loopback_addr();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 1024 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(["--listen", &listen, "--passive-ports", "31140-31149"])
+        .arg("--root")
+        .arg(&root)
+        .arg("--users-file")
+        .arg(dir.path().join("users.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child);
+    let mut guard = Running(child);
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--user", "u:pw"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let big = dir.path().join("big");
+    let upload = curl(&["-T", big.to_str().unwrap(), &format!("ftp://{listen}/big")]);
+    // curl's 70 is a 452 or 552 reply: "Exceeded storage allocation".
+    let said = String::from_utf8_lossy(&upload.stderr);
+    assert_eq!(upload.status.code(), Some(70), "{said}");
+    let list = curl(&[&format!("ftp://{listen}/")]);
+    assert!(list.status.success(), "the server went down");
+    assert!(guard.0.try_wait().unwrap().is_none());
+    let left: Vec<_> = std::fs::read_dir(root.join("u")).unwrap().collect();
+    assert!(left.is_empty(), "the failed upload left {left:?}");
+}
