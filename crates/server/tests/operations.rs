@@ -199,6 +199,9 @@ async fn sigterm_lets_running_transfers_finish_and_refuses_new_connections() {
     std::fs::write(dir.path().join("srv/alice/big"), &payload).unwrap();
 
     let mut idle = RawClient::login(server.control, ALICE).await;
+    let mut waiting = RawClient::login(server.control, ALICE).await;
+    waiting.pasv().await;
+    waiting.send_raw(b"RETR big\r\n").await;
     let mut busy = RawClient::login(server.control, ALICE).await;
     let data = busy.start_download("RETR big").await;
     // 512 chunks of 64 KiB at 5 ms each: a few seconds of transfer.
@@ -208,6 +211,10 @@ async fn sigterm_lets_running_transfers_finish_and_refuses_new_connections() {
 
     // Idle sessions are told at once; new connections are refused; not ready.
     assert_eq!(idle.read_reply().await.0, 421);
+    // So is one whose transfer still waits for its data connection: no data
+    // moves there yet.
+    assert_eq!(waiting.read_reply().await.0, 426);
+    assert_eq!(waiting.read_reply().await.0, 421);
     assert!(
         eventually(Duration::from_secs(2), async || {
             tokio::net::TcpStream::connect(server.control)

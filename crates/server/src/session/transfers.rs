@@ -225,17 +225,23 @@ impl Session {
         Ok(Err(flow))
     }
 
-    /// Runs a transfer while still answering the control connection. With
-    /// `quit_stops`, QUIT ends it ([`Outcome::Quit`]); otherwise QUIT waits
-    /// for the transfer's end, as other commands do.
+    /// Runs a transfer while still answering the control connection.
+    /// While `opening` the data connection no data moves yet, so QUIT ends
+    /// the wait ([`Outcome::Quit`]) and so does the start of a shutdown, as
+    /// for an idle session; once data moves, QUIT waits for the transfer's
+    /// end as other commands do, and a shutdown for its grace period.
     async fn supervise<T>(
         &mut self,
         job: impl std::future::Future<Output = io::Result<T>>,
         progress: &Progress,
-        quit_stops: bool,
+        opening: bool,
     ) -> io::Result<Outcome<T>> {
         tokio::pin!(job);
-        let stopping = self.shared.stopping.clone();
+        let stopping = if opening {
+            self.shared.draining.clone()
+        } else {
+            self.shared.stopping.clone()
+        };
         let mut reading = true;
         loop {
             tokio::select! {
@@ -258,7 +264,7 @@ impl Session {
                             let moved = progress.load(Ordering::Relaxed);
                             self.reply(213, format!("Transfer in progress, {moved} bytes so far")).await?;
                         }
-                        Some(Command::Quit) if quit_stops => {
+                        Some(Command::Quit) if opening => {
                             self.deferred = Some(line);
                             return Ok(Outcome::Quit);
                         }
