@@ -497,7 +497,6 @@ impl Session {
             tokio::task::spawn_blocking(move || Storage::open(&root, &home, read_only)).await?;
         match storage {
             Ok(storage) => {
-                self.shared.logins.succeeded(client);
                 self.shared.metrics.login(true);
                 tracing::Span::current().record("user", account.name.as_str());
                 tracing::info!(
