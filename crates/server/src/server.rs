@@ -98,6 +98,14 @@ impl Server {
                     let bytes = bytes.ok_or_else(|| "users file does not exist".to_string())?;
                     let text = std::str::from_utf8(bytes)
                         .map_err(|_| "users file is not UTF-8".to_string())?;
+                    // What a rewrite in place shows between truncating and
+                    // writing; a file meant to hold no account says so in a
+                    // comment.
+                    if text.trim().is_empty() {
+                        return Err(
+                            "users file is empty (write `# no accounts` to mean none)".into()
+                        );
+                    }
                     UserDb::parse(text).map(Arc::new).map_err(|e| e.to_string())
                 })
                 .map_err(|e| anyhow::anyhow!("users file {}: {e}", path.display()))?,

@@ -541,6 +541,10 @@ async fn users_file_changes_apply_without_restart() {
     .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(try_login("carol", "carol-pw").await);
+    // So is an empty one, as a rewrite in place shows it for a moment.
+    std::fs::write(&server.users_file, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(try_login("carol", "carol-pw").await);
     // Removing the account takes effect.
     std::fs::write(&server.users_file, support::users_toml("")).unwrap();
     assert!(
