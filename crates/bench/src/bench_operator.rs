@@ -91,7 +91,7 @@ pub async fn run(args: Args) -> Result<()> {
             &PostParams::default(),
             &serde_json::from_value(json!({
                 "metadata": {"name": "ftp-users"},
-                "stringData": {"users.toml": ""}
+                "stringData": {"users.toml": "# no accounts\n"}
             }))?,
         )
         .await?;
