@@ -124,15 +124,33 @@ impl UserDb {
         match self.users.get(name) {
             Some((hash, account)) => check(hash, password).then(|| account.clone()),
             None => {
-                check(&DUMMY, password);
+                check(self.stand_in(name), password);
                 None
             }
         }
     }
+
+    /// What an unknown `name` is checked against: the hash of an account
+    /// picked by the name, the same one every time. Hashes differ in cost
+    /// (bcrypt's cost, argon2's parameters), so one fixed dummy would take
+    /// a time of its own and tell unknown names from some known ones; this
+    /// way an unknown name takes the time some account takes. The result
+    /// is ignored, even if the password happens to be that account's.
+    fn stand_in(&self, name: &str) -> &Hash {
+        let mut hashes: Vec<(&String, &Hash)> =
+            self.users.iter().map(|(n, (hash, _))| (n, hash)).collect();
+        if hashes.is_empty() {
+            return &DUMMY;
+        }
+        hashes.sort_unstable_by_key(|(n, _)| *n);
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(name, &mut hasher);
+        let pick = std::hash::Hasher::finish(&hasher) as usize % hashes.len();
+        hashes[pick].1
+    }
 }
 
-/// Hashed against when the user does not exist, so timing does not reveal
-/// which names are valid.
+/// Checked against when there is no account at all.
 static DUMMY: LazyLock<Hash> = LazyLock::new(|| Hash::Argon2(hash_password("kubeftp-dummy")));
 
 fn check(hash: &Hash, password: &str) -> bool {
@@ -173,6 +191,37 @@ pub type SharedUsers = tokio::sync::watch::Receiver<Arc<UserDb>>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Unknown names are checked against a hash of the file's own kinds,
+    /// the same one for a name each time: a bcrypt-only file never has
+    /// them take argon2's time.
+    #[test]
+    fn unknown_names_cost_what_some_account_costs() {
+        let bcrypt = bcrypt::hash("pw", 4).unwrap();
+        let db = UserDb::parse(&format!(
+            "[[user]]\nname = \"b\"\npassword-hash = \"{bcrypt}\"\n"
+        ))
+        .unwrap();
+        for name in ["nobody", "root", "x"] {
+            assert!(matches!(db.stand_in(name), Hash::Bcrypt(h) if *h == bcrypt));
+            assert!(db.verify(name, "pw").is_none(), "never a login");
+        }
+        let argon = hash_password("pw");
+        let both = UserDb::parse(&format!(
+            "[[user]]\nname = \"b\"\npassword-hash = \"{bcrypt}\"\n\
+             [[user]]\nname = \"a\"\npassword-hash = \"{argon}\"\n"
+        ))
+        .unwrap();
+        let kinds: Vec<bool> = (0..40)
+            .map(|i| matches!(both.stand_in(&format!("user{i}")), Hash::Bcrypt(_)))
+            .collect();
+        assert!(kinds.contains(&true) && kinds.contains(&false), "{kinds:?}");
+        let again: Vec<bool> = (0..40)
+            .map(|i| matches!(both.stand_in(&format!("user{i}")), Hash::Bcrypt(_)))
+            .collect();
+        assert_eq!(kinds, again, "the same stand-in for a name each time");
+        assert!(matches!(UserDb::default().stand_in("x"), Hash::Argon2(_)));
+    }
 
     #[test]
     fn argon2_and_bcrypt_verify() {
