@@ -60,7 +60,7 @@ struct UserEntry {
     read_only: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Hash {
     Argon2(String),
     Bcrypt(String),
@@ -127,6 +127,16 @@ impl UserDb {
                 check(self.stand_in(name), password);
                 None
             }
+        }
+    }
+
+    /// Whether `name` has the same password hash and account here as in
+    /// `earlier`: a session logged in under `earlier` may go on only if
+    /// nothing about its account changed since.
+    pub fn unchanged_since(&self, earlier: &UserDb, name: &str) -> bool {
+        match (self.users.get(name), earlier.users.get(name)) {
+            (Some(now), Some(then)) => now == then,
+            _ => false,
         }
     }
 

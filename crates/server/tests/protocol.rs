@@ -512,6 +512,41 @@ async fn an_address_with_too_many_failed_logins_is_locked_out() {
     RawClient::login_from(server.addr, Some(lo(2)), ALICE).await;
 }
 
+/// A session ends (421) at its next command once the users file removes
+/// its account or changes its password; edits to other accounts leave it be.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_end_when_their_account_is_removed_or_changed() {
+    let server = TestServer::start().await;
+    let mut alice = RawClient::login(server.addr, ALICE).await;
+    let mut reader = RawClient::login(server.addr, READER).await;
+    let carol = format!(
+        "[[user]]\nname = \"carol\"\npassword-hash = \"{}\"\n",
+        kubeftp_server::users::hash_password("carol-pw")
+    );
+    std::fs::write(&server.users_file, support::users_toml(&carol)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice.expect("NOOP", 200).await;
+    reader.expect("NOOP", 200).await;
+
+    // A new password for alice: her session ends, reader's goes on.
+    let renamed = support::users_toml(&carol).replacen("name = \"alice\"", "name = \"alice2\"", 1);
+    let alice_again = format!(
+        "[[user]]\nname = \"alice\"\npassword-hash = \"{}\"\n",
+        kubeftp_server::users::hash_password("new-pw")
+    );
+    std::fs::write(&server.users_file, format!("{renamed}\n{alice_again}")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, text) = alice.cmd("MKD x").await;
+    assert_eq!(code, 421, "{text}");
+    assert!(!server.alice_path("x").exists());
+    reader.expect("NOOP", 200).await;
+
+    // reader removed: its session ends too.
+    std::fs::write(&server.users_file, format!("{alice_again}\n{carol}")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reader.cmd("PWD").await.0, 421);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn users_file_changes_apply_without_restart() {
     let server = TestServer::start().await;

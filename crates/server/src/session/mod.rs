@@ -31,7 +31,7 @@ use crate::server::Shared;
 use crate::storage::{Storage, StorageError, UploadMode};
 use crate::stream::MaybeTls;
 use crate::tls::{TlsConfigs, TlsMode};
-use crate::users::{self, Account};
+use crate::users::{self, Account, UserDb};
 use crate::vpath::VPath;
 use transfers::ListKind;
 
@@ -51,6 +51,9 @@ enum Auth {
     LoggedIn {
         account: Account,
         storage: Storage,
+        /// The accounts the login was checked against (none for
+        /// anonymous), to see whether this one changed since.
+        accounts: Option<Arc<UserDb>>,
     },
 }
 
@@ -240,7 +243,19 @@ impl Session {
         };
 
         let (account, storage) = match &self.auth {
-            Auth::LoggedIn { account, storage } => (account.clone(), storage.clone()),
+            Auth::LoggedIn {
+                accounts: Some(at_login),
+                account,
+                ..
+            } if self.account_changed(at_login, &account.name) => {
+                tracing::info!("account removed or changed in the users file, closing");
+                self.reply(421, "Your account has changed; log in again")
+                    .await?;
+                return Ok(Flow::Close);
+            }
+            Auth::LoggedIn {
+                account, storage, ..
+            } => (account.clone(), storage.clone()),
             _ if command.allowed_before_login() => return self.handle_before_login(command).await,
             _ => {
                 self.reply(530, "Please log in with USER and PASS").await?;
@@ -477,7 +492,7 @@ impl Session {
             .await?;
             return Ok(Flow::Close);
         }
-        let Some(account) = self.authenticate(&name, password).await else {
+        let Some((account, accounts)) = self.authenticate(&name, password).await else {
             self.failed_logins += 1;
             self.shared.metrics.login(false);
             let locked = self.shared.logins.failed(client);
@@ -505,7 +520,11 @@ impl Session {
                     "logged in"
                 );
                 self.cwd = VPath::root();
-                self.auth = Auth::LoggedIn { account, storage };
+                self.auth = Auth::LoggedIn {
+                    account,
+                    storage,
+                    accounts,
+                };
                 self.reply(230, "Logged in").await?;
             }
             Err(e) => {
@@ -516,14 +535,21 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    async fn authenticate(&self, name: &str, password: String) -> Option<Account> {
+    /// The account `name` logs in to with `password`, and the accounts it
+    /// was checked against (none for anonymous).
+    async fn authenticate(
+        &self,
+        name: &str,
+        password: String,
+    ) -> Option<(Account, Option<Arc<UserDb>>)> {
         let config = &self.shared.config;
         if users::is_anonymous_name(name) {
-            return config.anonymous.enabled.then(|| Account {
+            let account = Account {
                 name: "anonymous".into(),
                 home: config.anonymous.home.clone(),
                 read_only: true,
-            });
+            };
+            return config.anonymous.enabled.then_some((account, None));
         }
         let db = self.shared.users.as_ref()?.borrow().clone();
         let name = name.to_string();
@@ -531,10 +557,23 @@ impl Session {
         // keep it off the runtime, and run only a few at once so a burst of
         // logins cannot exhaust memory.
         let _slot = self.shared.hash_slots.acquire().await.ok()?;
-        tokio::task::spawn_blocking(move || db.verify(&name, &password))
+        let checked = db.clone();
+        let account = tokio::task::spawn_blocking(move || checked.verify(&name, &password))
             .await
             .ok()
-            .flatten()
+            .flatten()?;
+        Some((account, Some(db)))
+    }
+
+    /// Whether the users file, since the login checked against `at_login`,
+    /// removed `name` or changed its password, home or access. The session
+    /// then ends: an account taken away takes its sessions with it.
+    fn account_changed(&self, at_login: &Arc<UserDb>, name: &str) -> bool {
+        let Some(users) = &self.shared.users else {
+            return false;
+        };
+        let now = users.borrow();
+        !Arc::ptr_eq(&now, at_login) && !now.unchanged_since(at_login, name)
     }
 
     async fn change_dir(&mut self, path: VPath, storage: &Storage, code: u16) -> Reply {
