@@ -149,6 +149,20 @@ impl AddressBook {
             .or_else(|| self.fixed.clone())
     }
 
+    /// Why a PASV from outside the cluster would get no address now, if it
+    /// would not: none known, or a name that does not resolve (looked up as
+    /// PASV looks it up, cache included).
+    pub async fn unavailable(&self) -> Option<PasvAddressError> {
+        match self.current() {
+            Some(Advertised::Ip(_)) => None,
+            Some(Advertised::Host(name)) => match self.resolve(&name).await {
+                Some(_) => None,
+                None => Some(PasvAddressError::Unresolvable(name)),
+            },
+            None => Some(PasvAddressError::NotKnown),
+        }
+    }
+
     /// The IPv4 address to put in a PASV reply for a client at `peer` whose
     /// control connection arrived on `local`.
     pub async fn for_client(

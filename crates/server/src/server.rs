@@ -54,14 +54,16 @@ impl Shared {
         self.sessions.open()
     }
 
-    /// Why the server should not get new traffic, if it should not.
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
+    /// Why the server should not get new traffic, if it should not: it is
+    /// shutting down, or it would refuse PASV (no advertised address, or
+    /// one that does not resolve, under `when-address-unknown = "refuse"`).
+    pub async fn not_ready_reason(&self) -> Option<String> {
         if self.draining.is_cancelled() {
-            return Some("shutting down");
+            return Some("shutting down".into());
         }
-        let refuse = self.config.passive.when_address_unknown == UnknownAddress::Refuse;
-        if refuse && self.addresses.current().is_none() {
-            return Some("the advertised address is not known yet");
+        if self.config.passive.when_address_unknown == UnknownAddress::Refuse {
+            let unavailable = self.addresses.unavailable().await;
+            return unavailable.map(|why| format!("PASV would be refused: {why}"));
         }
         None
     }

@@ -30,7 +30,16 @@ async fn health_readiness_and_metrics() {
     assert_eq!(http_get(ops, "/healthz").await.0, 200);
     let (code, body) = http_get(ops, "/readyz").await;
     assert_eq!(code, 503, "not ready until the advertised address is known");
-    assert!(body.contains("advertised address"), "{body}");
+    assert!(body.contains("not known yet"), "{body}");
+    // A name that does not resolve is as good as none: PASV would refuse.
+    std::fs::write(&address_file, "nonexistent.invalid").unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), async || http_get(ops, "/readyz")
+            .await
+            .1
+            .contains("cannot resolve the passive address nonexistent.invalid"))
+        .await
+    );
     std::fs::write(&address_file, "127.0.0.1").unwrap();
     assert!(
         eventually(Duration::from_secs(3), async || http_get(ops, "/readyz")
