@@ -123,6 +123,49 @@ impl Drop for Running {
     }
 }
 
+/// The ops listener holds a bounded number of connections, each for a
+/// bounded time: clients that connect and stay idle, or trickle a request,
+/// cannot keep its places nor take the descriptors FTP sessions need.
+#[tokio::test(flavor = "multi_thread")]
+async fn ops_connections_are_bounded_in_number_and_lifetime() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let server =
+        TestServer::start_with(|c| c.ops.listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let ops = server.ops.unwrap();
+    let mut slow = TcpStream::connect(ops).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(TcpStream::connect(ops).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Those over the limit are closed at once: reading finds the end.
+    let closed = idle
+        .iter()
+        .filter(|c| matches!(c.try_read(&mut [0u8; 1]), Ok(0)))
+        .count();
+    assert!(
+        closed >= 200 - 64,
+        "only {closed} of 200 idle connections closed"
+    );
+    // FTP is served meanwhile.
+    RawClient::login(server.addr, ALICE).await;
+    // The trickling request is cut off at the end of its lifetime (the
+    // 60 s here only bound the test).
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(60), slow.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "a trickling request kept its connection");
+    // Then so are the idle ones, and the probes get in again.
+    assert!(
+        eventually(Duration::from_secs(30), async || http_get(ops, "/healthz")
+            .await
+            .0
+            == 200)
+        .await
+    );
+}
+
 fn start_binary(root: &std::path::Path, extra_config: &str) -> Running {
     let config = root.join("server.toml");
     let users = root.join("users.toml");
