@@ -9,6 +9,7 @@
 //! - [`storage`] / [`vpath`] / [`listing`] / [`transfer`] / [`idle`]: files,
 //!   confined to each user's home, and what moves over data connections;
 //!   [`disk_writer`] / [`buffer_pool`]: how uploads reach the disk;
+//!   [`leftovers`]: uploads a stopped server left unfinished;
 //! - [`tls`] / [`stream`]: FTPS (RFC 4217);
 //! - [`ops`] / [`metrics`]: health, readiness and Prometheus metrics;
 //! - [`users`] / [`lockout`] / [`config`] / [`filewatch`] / [`cli`]:
@@ -23,6 +24,7 @@ pub mod control;
 pub mod disk_writer;
 pub mod filewatch;
 pub mod idle;
+pub mod leftovers;
 pub mod listing;
 pub mod lockout;
 pub mod metrics;

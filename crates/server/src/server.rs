@@ -211,6 +211,8 @@ impl Server {
             ops,
             shared,
         } = self;
+        let stale = shared.config.limits.data_timeout() + Duration::from_secs(60);
+        tokio::spawn(crate::leftovers::sweep(shared.config.root.clone(), stale));
         let ops_stop = CancellationToken::new();
         if let Some(ops) = ops {
             tokio::spawn(crate::ops::serve(ops, shared.clone(), ops_stop.clone()));

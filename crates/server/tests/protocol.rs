@@ -302,6 +302,31 @@ async fn uploads_onto_a_directory_are_refused_before_the_data() {
     c.expect("NOOP", 200).await;
 }
 
+/// An upload a stopped server left unfinished (hidden, so no client can
+/// delete it) is removed when the server starts; one written to recently
+/// may be another server's upload in progress, and stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_left_unfinished_by_an_earlier_run_are_removed_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("alice/sub");
+    std::fs::create_dir_all(&home).unwrap();
+    let left = home.join(".kubeftp-upload-00000000000000aa");
+    let running = home.join(".kubeftp-upload-00000000000000bb");
+    std::fs::write(&left, vec![0u8; 4096]).unwrap();
+    std::fs::write(&running, b"in progress").unwrap();
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&left)
+        .unwrap()
+        .set_modified(day_ago)
+        .unwrap();
+    let srv = root.path().to_path_buf();
+    let _server = TestServer::start_with(|c| c.root = srv.clone()).await;
+    assert!(eventually(Duration::from_secs(10), async || !left.exists()).await);
+    assert!(running.exists());
+}
+
 /// tmpfs stores any 64-bit time, far past what a calendar shows: such a
 /// file is listed with the last time a four-digit year can show, and the
 /// session goes on.
