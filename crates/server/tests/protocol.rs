@@ -905,6 +905,22 @@ async fn abor_and_quit_end_the_wait_for_a_data_connection() {
         c.expect("NOOP", 200).await;
     }
     assert!(!server.alice_path("g").exists());
+    // Commands that arrive while the data connection opens, and during the
+    // transfer, are answered after it, in the order they were sent.
+    let addr = c.pasv().await;
+    c.send_raw(b"RETR f\r\nPWD\r\nSYST\r\n").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut data = c
+        .data_connect(SocketAddr::new(c.server_ip(), addr.port()))
+        .await;
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"data");
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(c.read_reply().await.0);
+    }
+    assert_eq!(codes, [150, 226, 257, 215]);
     // The session goes on: a transfer after the aborted ones works.
     let (code, bytes) = c.transfer_in("RETR f").await;
     assert_eq!((code, bytes.as_slice()), (226, &b"data"[..]));

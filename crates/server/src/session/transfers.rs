@@ -242,7 +242,9 @@ impl Session {
         } else {
             self.shared.stopping.clone()
         };
-        let mut reading = true;
+        // One command is held back at a time, in order: one held while the
+        // data connection opened is answered before anything read later.
+        let mut reading = self.deferred.is_none();
         loop {
             tokio::select! {
                 result = &mut job => return Ok(Outcome::Finished(result)),
