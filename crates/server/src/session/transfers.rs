@@ -247,6 +247,9 @@ impl Session {
         let mut reading = self.deferred.is_none();
         loop {
             tokio::select! {
+                // The job first: a step that is ready (a data connection the
+                // client opened before its QUIT) goes ahead.
+                biased;
                 result = &mut job => return Ok(Outcome::Finished(result)),
                 _ = stopping.cancelled() => return Ok(Outcome::ShuttingDown),
                 line = self.control.next_line(), if reading => {
