@@ -249,6 +249,18 @@ mod tests {
     const SPEC: &str = "replicas: 2\nusers: {secretName: u}\nstorage: {emptyDir: {}}";
     const ROLLED_OUT: &str = "metadata: {generation: 3}\nstatus: {observedGeneration: 3, replicas: 2, readyReplicas: 2, updatedReplicas: 2}";
 
+    /// The status of `ftp` with both replicas rolled out and addressed.
+    fn rolled_out(ftp: &FtpServer) -> FtpServerStatus {
+        let set = set(ROLLED_OUT);
+        let addresses = [Some("a.example".to_owned()), Some("b.example".to_owned())];
+        let observed = Observed {
+            stateful_set: Some(&set),
+            addresses: &addresses,
+            degraded: None,
+        };
+        status(ftp, &observed, now())
+    }
+
     fn now() -> Timestamp {
         "2030-01-01T00:00:00Z".parse().unwrap()
     }
@@ -399,17 +411,8 @@ mod tests {
     fn a_failure_keeps_what_was_last_seen_of_the_replicas() {
         let mut ftp = ftp(SPEC);
         ftp.metadata.generation = Some(3);
-        let set = set(ROLLED_OUT);
         let addresses = [Some("a.example".to_owned()), Some("b.example".to_owned())];
-        let healthy = status(
-            &ftp,
-            &Observed {
-                stateful_set: Some(&set),
-                addresses: &addresses,
-                degraded: None,
-            },
-            now(),
-        );
+        let healthy = rolled_out(&ftp);
         assert_eq!(condition(&healthy, READY).status, "True");
         ftp.status = Some(healthy.clone());
 
@@ -465,17 +468,7 @@ mod tests {
     #[test]
     fn an_unparsed_ftp_server_is_degraded_and_keeps_its_replicas() {
         let ftp = ftp(SPEC);
-        let set = set(ROLLED_OUT);
-        let addresses = [Some("a.example".to_owned()), Some("b.example".to_owned())];
-        let healthy = status(
-            &ftp,
-            &Observed {
-                stateful_set: Some(&set),
-                addresses: &addresses,
-                degraded: None,
-            },
-            now(),
-        );
+        let healthy = rolled_out(&ftp);
         let failure = Degraded::new(
             "Malformed",
             "the FtpServer does not parse: invalid value: integer `99999999999`, expected i32",
