@@ -113,10 +113,15 @@ fn up_to_date<K: Serialize + Resource>(desired: &K, live: &K) -> bool {
 }
 
 /// Whether `live` holds every field of `desired` with the same value.
-/// Fields only in `live` (defaults, status, others' fields) do not matter;
-/// lists must match element by element. Quantities (resource requests and
-/// limits, size limits) match by value: the apiserver stores `1000m` as
-/// `1` and `1024Mi` as `1Gi`.
+/// Fields only in `live` (defaults, status, others' fields) do not matter,
+/// nor do list items only in `live`: every item of a desired list must be
+/// in the live list, in order, but others may add theirs. An apply could
+/// not remove those (server-side apply removes only what this manager
+/// set), so counting them would send the same apply on every reconcile;
+/// items this operator set and no longer wants change the digest
+/// ([`APPLIED_HASH`]), which sends the apply that removes them.
+/// Quantities (resource requests and limits, size limits) match by value:
+/// the apiserver stores `1000m` as `1` and `1024Mi` as `1Gi`.
 pub fn contains(live: &Value, desired: &Value) -> bool {
     contains_in(live, desired, Place::Other)
 }
@@ -154,11 +159,10 @@ fn contains_in(live: &Value, desired: &Value, place: Place) -> bool {
             }
         }),
         (Value::Array(live), Value::Array(desired)) => {
-            live.len() == desired.len()
-                && live
-                    .iter()
-                    .zip(desired)
-                    .all(|(l, d)| contains_in(l, d, Place::Other))
+            let mut live = live.iter();
+            desired
+                .iter()
+                .all(|d| live.any(|l| contains_in(l, d, Place::Other)))
         }
         (Value::String(live), Value::String(desired)) if place == Place::Quantity => {
             same_quantity(live, desired)
@@ -267,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn changed_missing_or_extra_list_items_are_drift() {
+    fn changed_missing_or_reordered_list_items_are_drift() {
         let desired = json!({"spec": {"ports": [{"port": 21}, {"port": 30000}]}});
         assert!(!contains(
             &json!({"spec": {"ports": [{"port": 21}, {"port": 30001}]}}),
@@ -278,13 +282,28 @@ mod tests {
             &desired
         ));
         assert!(!contains(
-            &json!({"spec": {"ports": [{"port": 21}, {"port": 30000}, {"port": 30002}]}}),
+            &json!({"spec": {"ports": [{"port": 30000}, {"port": 21}]}}),
             &desired
         ));
         assert!(!contains(&json!({"spec": {}}), &desired));
         assert!(!contains(
             &json!({"data": {"a": "1"}}),
             &json!({"data": {"a": "2"}})
+        ));
+    }
+
+    /// Items another manager added stay whatever the operator applies, so
+    /// they are no drift: otherwise every reconcile would apply again.
+    #[test]
+    fn list_items_others_added_are_no_drift() {
+        let desired = json!({"spec": {"ports": [{"port": 21}, {"port": 30000}]}});
+        assert!(contains(
+            &json!({"spec": {"ports": [{"port": 21}, {"port": 30000}, {"port": 30099}]}}),
+            &desired
+        ));
+        assert!(contains(
+            &json!({"spec": {"ports": [{"port": 21}, {"port": 9}, {"port": 30000}]}}),
+            &desired
         ));
     }
 
