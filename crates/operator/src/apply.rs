@@ -51,10 +51,13 @@ impl Applier<'_> {
             .annotations_mut()
             .insert(APPLIED_HASH.into(), hash.clone());
 
-        if let Some(live) = cached(K::store(self.caches), self.namespace, &name)
-            && up_to_date(&desired, &live)
-        {
-            return Ok(live);
+        match cached(K::store(self.caches), self.namespace, &name) {
+            Some(live) if up_to_date(&desired, &live) => return Ok(live),
+            Some(_) => {}
+            // Not among the operator's children (the caches hold only
+            // those): an object of that name may still exist, made by
+            // someone else. Applying would take it over.
+            None => self.check_not_taken(&desired, &kind, &name).await?,
         }
         tracing::info!(%kind, %name, "applying");
         self.metrics.wrote(&kind, "apply");
@@ -66,6 +69,40 @@ impl Applier<'_> {
             )
             .await
             .map_err(Error::kube(format!("applying {kind} {name}")))
+    }
+
+    /// Fails with [`Error::NameTaken`] if an object named `name` exists
+    /// that `desired`'s controlling owner does not control.
+    async fn check_not_taken<K>(&self, desired: &K, kind: &str, name: &str) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let live = self
+            .api::<K>()
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading {kind} {name}")))?;
+        let controller = |object: &K| {
+            let owners = object
+                .meta()
+                .owner_references
+                .as_deref()
+                .unwrap_or_default();
+            owners
+                .iter()
+                .find(|owner| owner.controller == Some(true))
+                .map(|owner| owner.uid.clone())
+        };
+        match live {
+            Some(live) if controller(&live) != controller(desired) => Err(Error::NameTaken {
+                kind: kind.to_string(),
+                name: name.to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes a child; gone already counts as done.

@@ -16,6 +16,13 @@ pub enum Error {
     /// an older CRD). Only a change to it can fix that; its status says so.
     #[error("the FtpServer does not parse: {0}")]
     Malformed(String),
+    /// A child's name is taken by an object this FtpServer does not own.
+    /// The operator leaves it alone: applying over it would take it over,
+    /// and deleting the FtpServer would then delete it.
+    #[error(
+        "{kind} {name} exists and does not belong to this FtpServer; delete or rename it, or give the FtpServer another name"
+    )]
+    NameTaken { kind: String, name: String },
     /// The watches of the children have not listed them yet (they retry on
     /// their own; the operator's log says why, e.g. missing permissions).
     #[error(
@@ -42,6 +49,7 @@ impl Error {
                 _ => "Unreachable",
             },
             Error::Malformed(_) => "Malformed",
+            Error::NameTaken { .. } => "NameTaken",
             Error::CachesNotFilled(_) => "CachesNotFilled",
         }
     }

@@ -759,6 +759,44 @@ async fn deleting_the_ftpserver_collects_its_children() -> Result<()> {
     Ok(())
 }
 
+/// An object that already has a child's name, made by someone else, is
+/// not taken over: the FtpServer is Degraded and says so, and deleting the
+/// FtpServer leaves the object as it was.
+#[tokio::test]
+async fn objects_with_a_childs_name_made_by_others_are_left_alone() -> Result<()> {
+    let fx = Fixture::new("op-taken").await?;
+    let theirs: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web-config"},
+        "data": {"app.conf": "important"}
+    }))?;
+    fx.api::<ConfigMap>()
+        .create(&Default::default(), &theirs)
+        .await?;
+    fx.create("web", MINIMAL).await?;
+    eventually("Degraded, NameTaken", WAIT, || async {
+        Ok(fx.condition("web", "Degraded").await? == Some(("True".into(), "NameTaken".into())))
+    })
+    .await?;
+    let untouched = |cm: &ConfigMap| {
+        cm.metadata.owner_references.is_none()
+            && cm.data.as_ref().map(|d| d.len()) == Some(1)
+            && cm.data.as_ref().unwrap()["app.conf"] == "important"
+    };
+    let live = fx.api::<ConfigMap>().get("web-config").await?;
+    assert!(untouched(&live), "{live:?}");
+    fx.api::<FtpServer>()
+        .delete("web", &DeleteParams::foreground())
+        .await?;
+    eventually("the FtpServer gone", Duration::from_secs(60), || async {
+        Ok(fx.api::<FtpServer>().get_opt("web").await?.is_none())
+    })
+    .await?;
+    let live = fx.api::<ConfigMap>().get("web-config").await?;
+    assert!(untouched(&live), "{live:?}");
+    fx.operator.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn cluster_ip_and_override_addresses() -> Result<()> {
     let fx = Fixture::new("op-clusterip").await?;
