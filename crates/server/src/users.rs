@@ -41,6 +41,77 @@ pub enum UsersError {
     Duplicate(String),
     #[error("user {0:?}: the names anonymous and ftp are reserved for anonymous access")]
     Reserved(String),
+    #[error("user {0:?}: {1}")]
+    BadHash(String, String),
+    #[error(
+        "user {0:?}: home {1:?} must be a relative path below root, without `.` or `..` (the name is the default home)"
+    )]
+    BadHome(String, String),
+}
+
+/// The most memory an argon2 hash in the users file may ask for, in KiB
+/// (the default is 19 MiB). A login verifies one hash; a few run at once.
+const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
+/// The most passes an argon2 hash may ask for (the default is 2).
+const MAX_ARGON2_PASSES: u32 = 16;
+/// The most lanes an argon2 hash may ask for (the default is 1).
+const MAX_ARGON2_LANES: u32 = 16;
+/// bcrypt's cost range: below 4 the crate refuses to verify, and each step
+/// doubles the time (cost 12 takes about 0.25 s here, 15 about 2 s).
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=15;
+
+/// The hash of `user`'s entry, if it is one the server can verify, at a
+/// cost a login can pay: a hash from the file can otherwise make every
+/// login take minutes or all the memory, and unknown names are checked
+/// against the file's own hashes.
+fn parse_hash(user: &str, text: String) -> Result<Hash, UsersError> {
+    let bad = |why: String| Err(UsersError::BadHash(user.to_owned(), why));
+    if text.starts_with("$argon2") {
+        let Ok(phc) = PasswordHash::new(&text) else {
+            return Err(UsersError::NotAHash(user.to_owned()));
+        };
+        if argon2::Algorithm::try_from(phc.algorithm).is_err() {
+            return bad(format!("{} is not an argon2 variant", phc.algorithm));
+        }
+        let params = match argon2::Params::try_from(&phc) {
+            Ok(params) => params,
+            Err(e) => return bad(format!("invalid argon2 parameters: {e}")),
+        };
+        if params.m_cost() > MAX_ARGON2_MEMORY_KIB
+            || params.t_cost() > MAX_ARGON2_PASSES
+            || params.p_cost() > MAX_ARGON2_LANES
+        {
+            return bad(format!(
+                "argon2 parameters beyond m={MAX_ARGON2_MEMORY_KIB},t={MAX_ARGON2_PASSES},p={MAX_ARGON2_LANES}; \
+                 hash the password again (kubeftp-server hash-password)"
+            ));
+        }
+        return Ok(Hash::Argon2(text));
+    }
+    if is_bcrypt(&text) {
+        let cost = text[4..6].parse::<u32>().unwrap_or(0);
+        if !BCRYPT_COSTS.contains(&cost) {
+            return bad(format!(
+                "bcrypt cost {} is outside {}-{}",
+                &text[4..6],
+                BCRYPT_COSTS.start(),
+                BCRYPT_COSTS.end()
+            ));
+        }
+        return Ok(Hash::Bcrypt(text));
+    }
+    Err(UsersError::NotAHash(user.to_owned()))
+}
+
+/// Whether `home` names a directory below the root: relative, and made of
+/// plain names only.
+fn home_ok(home: &str) -> bool {
+    let path = std::path::Path::new(home);
+    !home.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        && !home.split('/').any(|part| part == "." || part == "..")
 }
 
 #[derive(Deserialize)]
@@ -80,17 +151,13 @@ impl UserDb {
             if is_anonymous_name(&u.name) {
                 return Err(UsersError::Reserved(u.name));
             }
-            let hash = if u.password_hash.starts_with("$argon2")
-                && PasswordHash::new(&u.password_hash).is_ok()
-            {
-                Hash::Argon2(u.password_hash)
-            } else if is_bcrypt(&u.password_hash) {
-                Hash::Bcrypt(u.password_hash)
-            } else {
-                return Err(UsersError::NotAHash(u.name));
-            };
+            let hash = parse_hash(&u.name, u.password_hash)?;
+            let home = u.home.unwrap_or_else(|| u.name.clone());
+            if !home_ok(&home) {
+                return Err(UsersError::BadHome(u.name, home));
+            }
             let account = Account {
-                home: u.home.unwrap_or_else(|| u.name.clone()),
+                home,
                 name: u.name.clone(),
                 read_only: u.read_only,
             };
@@ -272,5 +339,70 @@ mod tests {
             UserDb::parse("[[user]]\nname='a'\npasswd='x'\n"),
             Err(UsersError::Syntax(_))
         ));
+    }
+
+    /// Hashes that could never match, or would cost a login minutes or all
+    /// the memory, are refused with the reason.
+    #[test]
+    fn hashes_beyond_what_a_login_can_pay_are_refused() {
+        let entry = |hash: &str| format!("[[user]]\nname='a'\npassword-hash='{hash}'\n");
+        let salt_and_hash = "c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for (hash, why) in [
+            (
+                format!("$argon2id$v=19$m=4194304,t=2,p=1${salt_and_hash}"),
+                "beyond",
+            ),
+            (
+                format!("$argon2id$v=19$m=19456,t=1000,p=1${salt_and_hash}"),
+                "beyond",
+            ),
+            (
+                format!("$argon2id$v=19$m=19456,t=0,p=1${salt_and_hash}"),
+                "invalid argon2",
+            ),
+            (
+                format!("$argon2ix$v=19$m=19456,t=2,p=1${salt_and_hash}"),
+                "not an argon2",
+            ),
+            (
+                bcrypt::hash("pw", 4).unwrap().replacen("$04$", "$03$", 1),
+                "outside 4-15",
+            ),
+            (
+                bcrypt::hash("pw", 4).unwrap().replacen("$04$", "$31$", 1),
+                "outside 4-15",
+            ),
+        ] {
+            let err = UserDb::parse(&entry(&hash)).unwrap_err();
+            assert!(matches!(err, UsersError::BadHash(..)), "{hash}: {err}");
+            assert!(err.to_string().contains(why), "{hash}: {err}");
+        }
+        let fine = format!("$argon2id$v=19$m=65536,t=3,p=4${salt_and_hash}");
+        assert!(UserDb::parse(&entry(&fine)).is_ok());
+    }
+
+    /// Homes are directories below the root: `..`, `.`, empty or absolute
+    /// homes (given, or a name taken as the home) are refused.
+    #[test]
+    fn homes_stay_below_the_root() {
+        let h = hash_password("x");
+        for (name, home) in [
+            ("a", Some("..")),
+            ("a", Some("")),
+            ("a", Some("/srv")),
+            ("a", Some("x/../..")),
+            ("a", Some("./x")),
+            ("slash/../bob", None),
+        ] {
+            let home_line = home.map(|h| format!("home = '{h}'\n")).unwrap_or_default();
+            let text = format!("[[user]]\nname='{name}'\npassword-hash='{h}'\n{home_line}");
+            let err = UserDb::parse(&text).unwrap_err();
+            assert!(
+                matches!(err, UsersError::BadHome(..)),
+                "{name} {home:?}: {err}"
+            );
+        }
+        let nested = format!("[[user]]\nname='a'\npassword-hash='{h}'\nhome='team/a'\n");
+        assert!(UserDb::parse(&nested).is_ok());
     }
 }
