@@ -210,12 +210,50 @@ impl Config {
         if self.limits.max_sessions == 0 || self.limits.max_sessions_per_ip == 0 {
             anyhow::bail!("limits.max-sessions and limits.max-sessions-per-ip must be at least 1");
         }
-        if self.limits.data_timeout_seconds == 0 {
-            anyhow::bail!("limits.data-timeout-seconds must be at least 1");
+        let limits = &self.limits;
+        for (name, value, min) in [
+            (
+                "limits.idle-timeout-seconds",
+                limits.idle_timeout_seconds,
+                1,
+            ),
+            (
+                "limits.data-timeout-seconds",
+                limits.data_timeout_seconds,
+                1,
+            ),
+            ("limits.lockout-seconds", limits.lockout_seconds, 1),
+            (
+                "passive.data-connect-timeout-seconds",
+                self.passive.data_connect_timeout_seconds,
+                1,
+            ),
+            ("shutdown.grace-seconds", self.shutdown.grace_seconds, 0),
+        ] {
+            if !(min..=MAX_SECONDS).contains(&value) {
+                anyhow::bail!(
+                    "{name} must be between {min} and {MAX_SECONDS} (30 days), not {value}"
+                );
+            }
+        }
+        if limits.failed_login_delay_ms > 60_000 {
+            anyhow::bail!(
+                "limits.failed-login-delay-ms must be at most 60000, not {}",
+                limits.failed_login_delay_ms
+            );
+        }
+        if limits.max_login_attempts == 0 || limits.max_failed_logins_per_ip == 0 {
+            anyhow::bail!(
+                "limits.max-login-attempts and limits.max-failed-logins-per-ip must be at least 1"
+            );
         }
         Ok(())
     }
 }
+
+/// The longest time any timeout may be set to: beyond it, deadlines risk
+/// overflowing the clock, and no setting needs more.
+const MAX_SECONDS: u64 = 30 * 24 * 3600;
 
 /// An inclusive port range, written `MIN-MAX` (or a single port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,5 +382,58 @@ mod tests {
                 .to_string()
                 .contains("inside the passive range")
         );
+    }
+
+    /// Timeouts of zero (a session closed before its first command, a
+    /// lockout that never locks) or too large for the clock (a panic
+    /// when a deadline is computed) are refused, naming the setting.
+    #[test]
+    fn timeouts_and_limits_are_bounded() {
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            change(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        let huge = u64::MAX / 2;
+        for (change, name) in [
+            (
+                &(|c: &mut Config| c.limits.idle_timeout_seconds = 0) as &dyn Fn(&mut Config),
+                "idle-timeout",
+            ),
+            (
+                &|c: &mut Config| c.limits.lockout_seconds = 0,
+                "lockout-seconds",
+            ),
+            (
+                &|c: &mut Config| c.limits.lockout_seconds = huge,
+                "lockout-seconds",
+            ),
+            (
+                &|c: &mut Config| c.limits.data_timeout_seconds = huge,
+                "data-timeout",
+            ),
+            (
+                &|c: &mut Config| c.passive.data_connect_timeout_seconds = 0,
+                "data-connect",
+            ),
+            (
+                &|c: &mut Config| c.shutdown.grace_seconds = huge,
+                "grace-seconds",
+            ),
+            (
+                &|c: &mut Config| c.limits.failed_login_delay_ms = huge,
+                "failed-login-delay",
+            ),
+            (
+                &|c: &mut Config| c.limits.max_failed_logins_per_ip = 0,
+                "max-failed-logins",
+            ),
+        ] {
+            let message = refused(change);
+            assert!(message.contains(name), "{name}: {message}");
+        }
+        let mut c = Config::default();
+        c.shutdown.grace_seconds = 0;
+        c.validate().unwrap();
     }
 }
