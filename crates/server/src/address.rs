@@ -70,6 +70,14 @@ impl FromStr for Advertised {
         if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
             return Err(format!("{s:?} is neither an IPv4 address nor a DNS name"));
         }
+        // 300.1.1.1, 1.2.3, 010.0.0.1: meant as addresses, and resolvers
+        // read such names as numbers (1.2.3 as 1.2.0.3, 010 in octal).
+        let last = host.rsplit('.').next().unwrap_or(host);
+        if last.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{s:?} is not a valid IPv4 address (write four decimal numbers up to 255)"
+            ));
+        }
         Ok(Advertised::Host(host.to_ascii_lowercase()))
     }
 }
@@ -257,6 +265,11 @@ mod tests {
                 .contains("IPv4")
         );
         assert!("bad_name!".parse::<Advertised>().is_err());
+        for numeric in ["300.1.1.1", "1.2.3", "010.0.0.1", "01.02.03.04"] {
+            let err = numeric.parse::<Advertised>().unwrap_err();
+            assert!(err.contains("not a valid IPv4 address"), "{numeric}: {err}");
+        }
+        assert!("host-1.example.com".parse::<Advertised>().is_ok());
         assert!("-a.com".parse::<Advertised>().is_err());
         assert_eq!(parse_address_file(Some(b"  \n")), Ok(None));
         assert_eq!(parse_address_file(None), Ok(None));
