@@ -20,7 +20,7 @@ pub fn watch_file<T, E>(
 ) -> Result<watch::Receiver<T>, E>
 where
     T: Send + Sync + 'static,
-    E: std::fmt::Display,
+    E: std::fmt::Display + From<String>,
 {
     watch_files(&[path], move |contents| parse(contents[0].as_deref()))
 }
@@ -34,10 +34,15 @@ pub fn watch_files<T, E>(
 ) -> Result<watch::Receiver<T>, E>
 where
     T: Send + Sync + 'static,
-    E: std::fmt::Display,
+    E: std::fmt::Display + From<String>,
 {
     let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
-    let mut last: Vec<Option<Vec<u8>>> = paths.iter().map(|p| std::fs::read(p).ok()).collect();
+    // A file that exists but cannot be read (permissions, a directory) is
+    // an error of its own, not a missing file.
+    let mut last = Vec::with_capacity(paths.len());
+    for path in &paths {
+        last.push(read_if_exists(path).map_err(|e| E::from(format!("{}: {e}", path.display())))?);
+    }
     let (tx, rx) = watch::channel(parse(&last)?);
     tokio::spawn(async move {
         let shown = paths
@@ -52,9 +57,16 @@ where
             }
             let mut now = Vec::with_capacity(paths.len());
             for path in &paths {
-                now.push(tokio::fs::read(path).await.ok());
+                match tokio::fs::read(path).await {
+                    Ok(content) => now.push(Some(content)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => now.push(None),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read");
+                        break;
+                    }
+                }
             }
-            if now == last {
+            if now.len() < paths.len() || now == last {
                 continue;
             }
             match parse(&now) {
@@ -70,9 +82,32 @@ where
     Ok(rx)
 }
 
+/// The file's content, `None` if it does not exist.
+fn read_if_exists(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(content) => Ok(Some(content)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A path that exists but cannot be read is reported as such, with the
+    /// path, not as a missing file.
+    #[tokio::test]
+    async fn an_unreadable_file_is_not_taken_for_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse = |content: Option<&[u8]>| match content {
+            Some(_) => Ok(()),
+            None => Err("does not exist".to_string()),
+        };
+        let err = watch_file(dir.path(), parse).unwrap_err();
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(!err.contains("does not exist"), "{err}");
+    }
 
     #[tokio::test]
     async fn follows_changes_and_keeps_last_good_value() {

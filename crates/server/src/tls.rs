@@ -128,8 +128,10 @@ pub fn load(config: &TlsConfig) -> anyhow::Result<Option<SharedTls>> {
 }
 
 fn server_config(files: &[Option<Vec<u8>>]) -> Result<ServerConfig, String> {
-    let [Some(cert_pem), Some(key_pem)] = files else {
-        return Err("certificate or key file missing".into());
+    let (cert_pem, key_pem) = match files {
+        [Some(cert), Some(key)] => (cert, key),
+        [None, _] => return Err("the certificate file (tls.cert-file) does not exist".into()),
+        _ => return Err("the key file (tls.key-file) does not exist".into()),
     };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
