@@ -183,21 +183,42 @@ fn write_banner(
             "ops endpoints on http://{addr} (/healthz /readyz /metrics)"
         )?;
     }
+    let tls_required = config.tls.mode == crate::tls::TlsMode::Required;
     if let Some(dev) = dev {
         let (name, password) = (DevAccount::NAME, &dev.password);
         writeln!(
             out,
             "no users file: for this run only, user {name} password {password}"
         )?;
-        writeln!(out, "try: curl -u {name}:{password} ftp://{addr}/")?;
+        let login = format!("{name}:{password}");
+        writeln!(out, "{}", try_line(addr, tls_required, Some(&login)))?;
         writeln!(
             out,
             "for lasting accounts: kubeftp-server hash-password, then --users-file (see README)"
         )?;
     } else if config.anonymous.enabled {
-        writeln!(out, "try: curl ftp://{addr}/")?;
+        writeln!(out, "{}", try_line(addr, tls_required, None))?;
+    } else if config.users_file.is_none() {
+        writeln!(
+            out,
+            "no users file and no anonymous access: nobody can log in (give --users-file, or --anonymous)"
+        )?;
     }
     out.flush()
+}
+
+/// The `try: curl ...` line: a command that works against this server.
+/// Under `tls.mode = "required"` curl must use TLS, and trust the server's
+/// certificate.
+fn try_line(addr: std::net::SocketAddr, tls_required: bool, login: Option<&str>) -> String {
+    let login = login.map(|l| format!("-u {l} ")).unwrap_or_default();
+    if tls_required {
+        format!(
+            "try: curl --ssl-reqd {login}ftp://{addr}/ (add --cacert with the CA of tls.cert-file)"
+        )
+    } else {
+        format!("try: curl {login}ftp://{addr}/")
+    }
 }
 
 async fn shutdown_signal() {
@@ -255,5 +276,25 @@ fn return_large_allocations_to_the_os() {
     // SAFETY: mallopt only tunes the allocator; called before any threads.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_suggested_curl_uses_tls_when_the_server_requires_it() {
+        let addr = "127.0.0.1:2121".parse().unwrap();
+        assert_eq!(
+            try_line(addr, false, Some("dev:pw")),
+            "try: curl -u dev:pw ftp://127.0.0.1:2121/"
+        );
+        let tls = try_line(addr, true, None);
+        assert!(
+            tls.starts_with("try: curl --ssl-reqd ftp://127.0.0.1:2121/"),
+            "{tls}"
+        );
+        assert!(tls.contains("--cacert"), "{tls}");
     }
 }

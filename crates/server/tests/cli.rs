@@ -349,3 +349,43 @@ fn a_file_size_limit_fails_the_upload_not_the_server() {
     let left: Vec<_> = std::fs::read_dir(root.join("u")).unwrap().collect();
     assert!(left.is_empty(), "the failed upload left {left:?}");
 }
+
+/// Off loopback with no users file and no anonymous access nobody can log
+/// in: the banner says so, and how to fix it.
+#[test]
+fn a_server_nobody_can_log_in_to_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_loopback_addr().rsplit(':').next().unwrap().to_owned();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("0.0.0.0:{port}")])
+        .args(["--passive-ports", "31150-31159"])
+        .arg("--root")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Running(child);
+    // Read on a thread: the server keeps running, so its output never ends
+    // (the 30 s only bound the test).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let said = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("no warning that nobody can log in");
+        if line.contains("nobody can log in") {
+            break line;
+        }
+    };
+    assert!(said.contains("--users-file"), "{said}");
+}
