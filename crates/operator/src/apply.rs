@@ -51,24 +51,38 @@ impl Applier<'_> {
             .annotations_mut()
             .insert(APPLIED_HASH.into(), hash.clone());
 
-        match cached(K::store(self.caches), self.namespace, &name) {
+        let ours = match cached(K::store(self.caches), self.namespace, &name) {
             Some(live) if up_to_date(&desired, &live) => return Ok(live),
-            Some(_) => {}
+            Some(_) => true,
             // Not among the operator's children (the caches hold only
             // those): an object of that name may still exist, made by
             // someone else. Applying would take it over.
-            None => self.check_not_taken(&desired, &kind, &name).await?,
-        }
+            None => {
+                self.check_not_taken(&desired, &kind, &name).await?;
+                false
+            }
+        };
         tracing::info!(%kind, %name, "applying");
         self.metrics.wrote(&kind, "apply");
-        self.api::<K>()
-            .patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(Error::kube(format!("applying {kind} {name}")))
+        let api = self.api::<K>();
+        let apply = PatchParams::apply(MANAGER).force();
+        match api.patch(&name, &apply, &Patch::Apply(&desired)).await {
+            // Server-side apply merges lists by key: an item someone edited
+            // (a Service port given another number) stays beside the one
+            // put back, and the two clash (a duplicate port name). A merge
+            // patch replaces the lists outright; the apply then takes its
+            // fields back.
+            Err(kube::Error::Api(status)) if status.code == 422 && ours => {
+                tracing::info!(%kind, %name, "apply refused; replacing its lists");
+                self.metrics.wrote(&kind, "replace-lists");
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&desired))
+                    .await
+                    .map_err(Error::kube(format!("replacing the lists of {kind} {name}")))?;
+                api.patch(&name, &apply, &Patch::Apply(&desired)).await
+            }
+            applied => applied,
+        }
+        .map_err(Error::kube(format!("applying {kind} {name}")))
     }
 
     /// Fails with [`Error::NameTaken`] if an object named `name` exists

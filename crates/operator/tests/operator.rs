@@ -709,6 +709,36 @@ async fn edited_or_deleted_children_are_put_back() -> Result<()> {
     })
     .await?;
 
+    // ...gives a passive port another number (server-side apply alone would
+    // add the right one beside it, under the same name, and be refused)...
+    let ports = |service: Service| -> Vec<i32> {
+        service
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect()
+    };
+    let before = ports(services.get("files-0").await?);
+    let edit = json!([{"op": "replace", "path": "/spec/ports/1/port", "value": 30100}]);
+    services
+        .patch(
+            "files-0",
+            &PatchParams::default(),
+            &Patch::<()>::Json(serde_json::from_value(edit)?),
+        )
+        .await?;
+    eventually("the port number restored", WAIT, || async {
+        Ok(ports(services.get("files-0").await?) == before)
+    })
+    .await?;
+    assert_eq!(
+        fx.condition("files", "Degraded").await?,
+        Some(("False".into(), "AsExpected".into()))
+    );
+
     // ...or deletes the StatefulSet.
     let sets = fx.api::<StatefulSet>();
     let uid = sets.get("files").await?.uid();
