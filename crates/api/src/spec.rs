@@ -76,6 +76,31 @@ fn resource_quantities() -> Rule {
         .message("resources.limits and resources.requests must be quantities of at least zero, such as 500m or 256Mi")
 }
 
+/// No request of `self`, a ResourceRequirements, is above its limit: the
+/// apiserver would refuse the StatefulSet.
+fn requests_within_limits() -> Rule {
+    let request = "string(self.requests[k])";
+    let limit = "string(self.limits[k])";
+    Rule::new(format!(
+        "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || !isQuantity({request}) || !isQuantity({limit}) || !quantity({request}).isGreaterThan(quantity({limit})))"
+    ))
+    .message("resources.requests must not exceed resources.limits for the same resource")
+}
+
+/// Each toleration of `self` is one a pod may have: a value only with
+/// operator Equal, an empty key only with operator Exists, and
+/// tolerationSeconds only with effect NoExecute.
+fn tolerations_valid() -> Rule {
+    Rule::new(
+        "self.all(t, (!has(t.operator) || t.operator != 'Exists' || !has(t.value) || t.value == '') \
+         && ((has(t.key) && t.key != '') || (has(t.operator) && t.operator == 'Exists')) \
+         && (!has(t.tolerationSeconds) || (has(t.effect) && t.effect == 'NoExecute')))",
+    )
+    .message(
+        "tolerations: operator Exists takes no value, an empty key needs operator Exists, and tolerationSeconds needs effect NoExecute",
+    )
+}
+
 /// `self`, a quantity (int or string), parses and is above zero.
 fn positive_quantity(field: &str) -> Rule {
     Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))")
@@ -211,7 +236,7 @@ pub struct FtpServerSpec {
     /// CPU and memory requests and limits of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = schema::resources)]
-    #[x_kube(validation = resource_quantities())]
+    #[x_kube(validation = resource_quantities(), validation = requests_within_limits())]
     pub resources: Option<ResourceRequirements>,
 
     /// Node labels the pods must match, at most 64.
@@ -223,9 +248,10 @@ pub struct FtpServerSpec {
     )]
     pub node_selector: BTreeMap<String, String>,
 
-    /// Tolerations of the pods.
+    /// Tolerations of the pods, at most 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(transform = schema::tolerations)]
+    #[schemars(transform = schema::tolerations, length(max = 64))]
+    #[x_kube(validation = tolerations_valid())]
     pub tolerations: Vec<Toleration>,
 
     /// Affinity of the pods.

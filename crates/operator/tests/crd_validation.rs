@@ -328,6 +328,26 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
             "spec.tolerations[0].effect: Unsupported value: \"Never\"",
         ),
         (
+            "memory request above its limit",
+            json!({"spec": {"resources": {"requests": {"memory": "512Mi"}, "limits": {"memory": "256Mi"}}}}),
+            "resources.requests must not exceed resources.limits",
+        ),
+        (
+            "toleration with operator Exists and a value",
+            json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Exists", "value": "ftp"}]}}),
+            "tolerations: operator Exists takes no value",
+        ),
+        (
+            "toleration seconds without effect NoExecute",
+            json!({"spec": {"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 60}]}}),
+            "tolerationSeconds needs effect NoExecute",
+        ),
+        (
+            "toleration without a key and without operator Exists",
+            json!({"spec": {"tolerations": [{"operator": "Equal", "value": "x"}]}}),
+            "an empty key needs operator Exists",
+        ),
+        (
             "node affinity weight beyond 100 (and int32)",
             json!({"spec": {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
                 {"weight": 99_999_999_999_i64, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}}),
@@ -442,6 +462,8 @@ async fn the_apiserver_accepts_valid_variants() -> Result<()> {
         json!({"spec": {"storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "1.5e9"}}}}),
         json!({"spec": {"resources": {"requests": {"cpu": 0, "memory": "64Mi"},
                                       "limits": {"cpu": "1500m", "memory": "1Gi", "example.com/gpu": 1}}}}),
+        json!({"spec": {"resources": {"requests": {"memory": "1Gi", "cpu": "2"},
+                                      "limits": {"memory": "1024Mi"}}}}),
         json!({"spec": {"users": {"secretName": "ftp.users-1", "key": "users_v2.toml"},
                         "tls": {"secretName": "ftp-tls.example"},
                         "storage": {"emptyDir": null, "volumeClaimTemplate": {"size": "1Gi", "storageClassName": "fast.ssd"}}}}),
