@@ -191,7 +191,8 @@ async fn apply(
     applier.apply(children.config).await?;
     let mut services = Vec::with_capacity(children.services.len());
     for service in children.services {
-        services.push(applier.apply(service).await?);
+        let service = applier.apply(service).await?;
+        services.push(release_node_ports(ftp, service, ctx).await?);
     }
     let mut addresses = Vec::with_capacity(services.len());
     for (ordinal, service) in services.iter().enumerate() {
@@ -220,6 +221,59 @@ async fn apply(
         addresses,
         draining: draining.len(),
     })
+}
+
+/// With `allocateLoadBalancerNodePorts: false`, clears the node ports a
+/// LoadBalancer Service still holds from before: the apiserver keeps them
+/// when the field turns false, and the apply cannot drop them (they are
+/// allocated, so no field manager owns them). Returns the Service as
+/// stored. Only once the stored field is false, or the apiserver would put
+/// them back.
+async fn release_node_ports(
+    ftp: &FtpServer,
+    service: Service,
+    ctx: &Context,
+) -> Result<Service, Error> {
+    let wanted = &ftp.spec.service;
+    let Some(spec) = &service.spec else {
+        return Ok(service);
+    };
+    let held: Vec<i32> = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter(|port| port.node_port.is_some())
+        .map(|port| port.port)
+        .collect();
+    if wanted.type_ != ServiceType::LoadBalancer
+        || wanted.allocate_load_balancer_node_ports != Some(false)
+        || spec.type_.as_deref() != Some("LoadBalancer")
+        || spec.allocate_load_balancer_node_ports != Some(false)
+        || held.is_empty()
+    {
+        return Ok(service);
+    }
+    let name = service.name_any();
+    // A strategic merge patch: ports merge by port, and null removes the
+    // field; the rest of each port stays.
+    let ports: Vec<_> = held
+        .iter()
+        .map(|port| json!({"port": port, "nodePort": null}))
+        .collect();
+    let patch = json!({"spec": {"ports": ports}});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    tracing::info!(service = %name, ports = held.len(), "releasing node ports");
+    ctx.metrics.wrote("Service", "patch");
+    let namespace = ftp.namespace().unwrap_or_default();
+    Api::<Service>::namespaced(ctx.client.clone(), &namespace)
+        .patch(&name, &params, &Patch::Strategic(&patch))
+        .await
+        .map_err(Error::kube(format!(
+            "releasing the node ports of Service {name}"
+        )))
 }
 
 /// A replica's advertised address: the spec's override, else what the

@@ -823,6 +823,57 @@ async fn objects_with_a_childs_name_made_by_others_are_left_alone() -> Result<()
     .await?;
     let live = fx.api::<ConfigMap>().get("web-config").await?;
     assert!(untouched(&live), "{live:?}");
+
+/// Turning allocateLoadBalancerNodePorts off on an existing FtpServer frees
+/// its node ports (the apiserver keeps them by itself); only the health
+/// check's remains. Once freed, reconciles write nothing more.
+#[tokio::test]
+async fn turning_node_port_allocation_off_frees_the_node_ports() -> Result<()> {
+    let fx = Fixture::new("op-lb-nodeports").await?;
+    fx.create("lb", MINIMAL).await?;
+    let services = fx.api::<Service>();
+    let node_ports = || async {
+        let service = services.get_opt("lb-0").await?;
+        let spec = service.and_then(|s| s.spec).unwrap_or_default();
+        let ports: Vec<Option<i32>> = spec.ports.iter().flatten().map(|p| p.node_port).collect();
+        anyhow::Ok((ports, spec.health_check_node_port))
+    };
+    eventually("node ports on every port", WAIT, || async {
+        let (ports, _) = node_ports().await?;
+        Ok(!ports.is_empty() && ports.iter().all(Option::is_some))
+    })
+    .await?;
+
+    let off = json!({"spec": {"service": {"allocateLoadBalancerNodePorts": false}}});
+    fx.api::<FtpServer>()
+        .patch("lb", &PatchParams::default(), &Patch::Merge(&off))
+        .await?;
+    eventually("the node ports freed", WAIT, || async {
+        let (ports, _) = node_ports().await?;
+        Ok(ports.len() == 11 && ports.iter().all(Option::is_none))
+    })
+    .await?;
+    let (_, health_check) = node_ports().await?;
+    assert!(
+        health_check.is_some(),
+        "the health check's node port went too"
+    );
+
+    // A later reconcile finds nothing to release.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = fx.operator.metrics.total_writes();
+    let reconciles = fx.operator.metrics.reconciliations.get();
+    let poke = json!({"metadata": {"annotations": {"example.com/poke": "1"}}});
+    fx.api::<FtpServer>()
+        .patch("lb", &PatchParams::default(), &Patch::Merge(&poke))
+        .await?;
+    eventually("a reconcile", WAIT, || async {
+        Ok(fx.operator.metrics.reconciliations.get() > reconciles)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fx.operator.metrics.total_writes(), writes, "wrote again");
+    assert_eq!(node_ports().await?.0.iter().flatten().count(), 0);
     fx.operator.stop().await;
     Ok(())
 }
