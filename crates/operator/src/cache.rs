@@ -1,5 +1,5 @@
 //! Watch-backed caches of what a reconcile reads: the children (StatefulSets,
-//! Services, ConfigMaps) and the server pods. A reconcile reads memory, not
+//! Services, ConfigMaps), the server pods and their claims. A reconcile reads memory, not
 //! the apiserver, so its only requests are the writes it needs.
 //!
 //! Each cache is filled by the very watch that triggers reconciles (the
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -28,6 +28,8 @@ pub struct Caches {
     pub services: Store<Service>,
     pub config_maps: Store<ConfigMap>,
     pub pods: Store<Pod>,
+    /// The claims the StatefulSet made from a volumeClaimTemplate.
+    pub claims: Store<PersistentVolumeClaim>,
     /// The writing halves, until the controller takes them to fill the
     /// caches from its watches.
     writers: Mutex<Option<Writers>>,
@@ -40,6 +42,7 @@ pub struct Writers {
     pub services: Writer<Service>,
     pub config_maps: Writer<ConfigMap>,
     pub pods: Writer<Pod>,
+    pub claims: Writer<PersistentVolumeClaim>,
 }
 
 impl Default for Caches {
@@ -48,16 +51,19 @@ impl Default for Caches {
         let (services, services_writer) = reflector::store();
         let (config_maps, config_maps_writer) = reflector::store();
         let (pods, pods_writer) = reflector::store();
+        let (claims, claims_writer) = reflector::store();
         Caches {
             stateful_sets,
             services,
             config_maps,
             pods,
+            claims,
             writers: Mutex::new(Some(Writers {
                 stateful_sets: stateful_sets_writer,
                 services: services_writer,
                 config_maps: config_maps_writer,
                 pods: pods_writer,
+                claims: claims_writer,
             })),
             ready: watch::Sender::new(false),
         }
@@ -78,13 +84,14 @@ impl Caches {
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
-    /// Marks the caches ready once all four stores are filled. Runs
+    /// Marks the caches ready once every store is filled. Runs
     /// alongside the controller, which fills them.
     pub async fn mark_ready_when_filled(&self) {
         let filled = wait_filled(&self.stateful_sets).await
             && wait_filled(&self.services).await
             && wait_filled(&self.config_maps).await
-            && wait_filled(&self.pods).await;
+            && wait_filled(&self.pods).await
+            && wait_filled(&self.claims).await;
         if filled {
             tracing::info!("child caches filled");
             self.ready.send_replace(true);

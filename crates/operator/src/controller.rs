@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, watcher};
@@ -42,7 +42,8 @@ pub async fn run(
     // Only the children this operator made, to keep the caches small.
     let owned =
         watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
-    let pods = watcher::Config::default().labels(&format!(
+    // The server pods, and their claims, which have the same labels.
+    let servers = watcher::Config::default().labels(&format!(
         "{}={},{}=server",
         labels::NAME,
         labels::APP,
@@ -76,11 +77,23 @@ pub async fn run(
     // Pods are the StatefulSet's, not ours: map them to their FtpServer so
     // a NodePort replica's address follows its pod to another node.
     .watches_stream(
-        filling(api::<Pod>(&client, namespace), pods, writers.pods),
-        |pod| {
-            let instance = pod.labels().get(labels::INSTANCE)?;
-            Some(ObjectRef::new(instance).within(&pod.namespace()?))
-        },
+        filling(
+            api::<Pod>(&client, namespace),
+            servers.clone(),
+            writers.pods,
+        ),
+        of_instance,
+    )
+    // The claims carry the pods' labels (the volumeClaimTemplate's): a
+    // claim the StatefulSet still owns after a scale-down is released when
+    // whenDeleted is Retain.
+    .watches_stream(
+        filling(
+            api::<PersistentVolumeClaim>(&client, namespace),
+            servers,
+            writers.claims,
+        ),
+        of_instance,
     )
     .graceful_shutdown_on(shutdown);
 
@@ -132,6 +145,12 @@ pub async fn run(
         .await;
     forgetting.abort();
     filled.abort();
+}
+
+/// The FtpServer a pod or claim belongs to, by its instance label.
+fn of_instance<K: Resource>(object: K) -> Option<ObjectRef<Watched>> {
+    let instance = object.labels().get(labels::INSTANCE)?;
+    Some(ObjectRef::new(instance).within(&object.namespace()?))
 }
 
 /// How often the failures of deleted FtpServers are dropped.

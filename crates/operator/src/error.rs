@@ -26,7 +26,7 @@ pub enum Error {
     /// The watches of the children have not listed them yet (they retry on
     /// their own; the operator's log says why, e.g. missing permissions).
     #[error(
-        "the operator's caches of StatefulSets, Services, ConfigMaps and Pods are not filled after {0:?}; see the operator's log"
+        "the operator's caches of StatefulSets, Services, ConfigMaps, Pods and PersistentVolumeClaims are not filled after {0:?}; see the operator's log"
     )]
     CachesNotFilled(Duration),
 }

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use kubeftp_api::condition::{ADDRESS_ASSIGNED, DEGRADED, READY};
-use kubeftp_api::{FtpServer, FtpServerStatus, ServiceType};
+use kubeftp_api::{ClaimRetention, FtpServer, FtpServerStatus, ServiceType};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -213,6 +213,7 @@ async fn apply(
         .apply(build::addresses_config_map(ftp, &address_file))
         .await?;
     let stateful_set = applier.apply(children.stateful_set).await?;
+    release_kept_claims(ftp, &stateful_set, ctx).await?;
     for (_, service) in gone {
         applier.delete::<Service>(&service.name_any()).await?;
     }
@@ -274,6 +275,68 @@ async fn release_node_ports(
         .map_err(Error::kube(format!(
             "releasing the node ports of Service {name}"
         )))
+}
+
+/// With `whenDeleted: Retain`, takes the StatefulSet's owner reference off
+/// the claims of replicas removed by a scale-down, so they outlive it. The
+/// StatefulSet controller does that only for the replicas it runs; a claim
+/// made while whenDeleted was Delete and left behind by a scale-down would
+/// otherwise go with the StatefulSet. Read from the claims' cache: once
+/// released, a claim costs no further writes.
+async fn release_kept_claims(
+    ftp: &FtpServer,
+    stateful_set: &StatefulSet,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let template = ftp.spec.storage.volume_claim_template.as_ref();
+    if template.is_none_or(|t| t.when_deleted != ClaimRetention::Retain) {
+        return Ok(());
+    }
+    let namespace = ftp.namespace().unwrap_or_default();
+    let set_name = stateful_set.name_any();
+    let owned_by_set = |claim: &PersistentVolumeClaim| {
+        claim
+            .owner_references()
+            .iter()
+            .find(|owner| owner.kind == "StatefulSet" && owner.name == set_name)
+            .map(|owner| owner.uid.clone())
+    };
+    let kept: Vec<(String, String)> = ctx
+        .caches
+        .claims
+        .state()
+        .iter()
+        .filter(|claim| claim.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|claim| claim.labels().get(labels::INSTANCE) == Some(&ftp.name_any()))
+        .filter(|claim| {
+            build::claim_ordinal(ftp, &claim.name_any())
+                .is_some_and(|ordinal| ordinal >= ftp.spec.replicas)
+        })
+        .filter_map(|claim| Some((claim.name_any(), owned_by_set(claim)?)))
+        .collect();
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    for (name, uid) in kept {
+        // A strategic merge patch deletes the one reference by its uid
+        // (ownerReferences merge by uid); the others stay.
+        let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}]}});
+        tracing::info!(claim = %name, "releasing a scaled-down replica's claim from the StatefulSet");
+        ctx.metrics.wrote("PersistentVolumeClaim", "patch");
+        match api.patch(&name, &params, &Patch::Strategic(&patch)).await {
+            Ok(_) => {}
+            // Deleted meanwhile: nothing left to keep.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                return Err(Error::kube(format!(
+                    "releasing PersistentVolumeClaim {name} from StatefulSet {set_name}"
+                ))(error));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A replica's advertised address: the spec's override, else what the

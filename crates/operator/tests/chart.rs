@@ -385,6 +385,7 @@ async fn operator_works_with_the_charts_rbac_for_one_namespace() -> Result<()> {
         }
     };
     assert!(may("list", "services", Some(&watched.name)).await?);
+    assert!(may("patch", "persistentvolumeclaims", Some(&watched.name)).await?);
     assert!(may("get", "nodes", None).await?);
     for (verb, resource) in [
         ("list", "services"),
@@ -392,6 +393,7 @@ async fn operator_works_with_the_charts_rbac_for_one_namespace() -> Result<()> {
         ("list", "pods"),
         ("patch", "statefulsets"),
         ("list", "configmaps"),
+        ("patch", "persistentvolumeclaims"),
     ] {
         assert!(
             !may(verb, resource, Some(&release.name)).await?,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use kubeftp_api::FtpServer;
@@ -874,6 +874,83 @@ async fn turning_node_port_allocation_off_frees_the_node_ports() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(fx.operator.metrics.total_writes(), writes, "wrote again");
     assert_eq!(node_ports().await?.0.iter().flatten().count(), 0);
+    fx.operator.stop().await;
+    Ok(())
+}
+
+/// The StatefulSet controller takes its owner reference off the claims of
+/// the replicas it runs when whenDeleted turns Retain, not off those a
+/// scale-down left behind: the operator does. Deleting the FtpServer then
+/// keeps every claim.
+#[tokio::test]
+async fn retained_claims_of_scaled_down_replicas_outlive_the_ftpserver() -> Result<()> {
+    let fx = Fixture::new("op-retain").await?;
+    fx.create(
+        "keep",
+        "users: {secretName: ftp-users}\nstorage: {volumeClaimTemplate: {size: 1Gi}}\nreplicas: 2",
+    )
+    .await?;
+    let claims = fx.api::<PersistentVolumeClaim>();
+    let owned_by_set = |claim: &PersistentVolumeClaim| {
+        claim
+            .owner_references()
+            .iter()
+            .any(|owner| owner.kind == "StatefulSet" && owner.name == "keep")
+    };
+    eventually("both claims, owned by the StatefulSet", WAIT, || async {
+        let mut owned = 0;
+        for name in ["data-keep-0", "data-keep-1"] {
+            owned += claims
+                .get_opt(name)
+                .await?
+                .is_some_and(|c| owned_by_set(&c)) as usize;
+        }
+        Ok(owned == 2)
+    })
+    .await?;
+
+    let ftps = fx.api::<FtpServer>();
+    let patch = |spec: serde_json::Value| {
+        let ftps = ftps.clone();
+        async move {
+            let patch = json!({"spec": spec});
+            ftps.patch("keep", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    };
+    patch(json!({"replicas": 1})).await?;
+    let pods = fx.api::<Pod>();
+    eventually("the second pod to go", WAIT, || async {
+        Ok(pods.get_opt("keep-1").await?.is_none())
+    })
+    .await?;
+    patch(json!({"storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}})).await?;
+    for name in ["data-keep-0", "data-keep-1"] {
+        eventually(&format!("{name} released"), WAIT, || async {
+            Ok(!owned_by_set(&claims.get(name).await?))
+        })
+        .await?;
+    }
+
+    ftps.delete("keep", &DeleteParams::foreground()).await?;
+    eventually(
+        "the FtpServer and StatefulSet gone",
+        Duration::from_secs(60),
+        || async {
+            Ok(fx.api::<FtpServer>().get_opt("keep").await?.is_none()
+                && fx.api::<StatefulSet>().get_opt("keep").await?.is_none())
+        },
+    )
+    .await?;
+    // Give the garbage collector time to act on the claims, were they owned.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for name in ["data-keep-0", "data-keep-1"] {
+        let claim = claims.get_opt(name).await?;
+        assert!(
+            claim.is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+            "{name} was deleted"
+        );
+    }
     fx.operator.stop().await;
     Ok(())
 }

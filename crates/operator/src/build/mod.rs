@@ -15,7 +15,7 @@ use kubeftp_api::FtpServer;
 
 pub use config_map::{addresses_config_map, server_config_map};
 pub use service::{ordinal_of, replica_service};
-pub use stateful_set::stateful_set;
+pub use stateful_set::{claim_ordinal, stateful_set};
 
 /// What the operator needs to know beyond the FtpServer itself.
 #[derive(Debug, Clone)]

@@ -103,6 +103,13 @@ pub fn stateful_set(ftp: &FtpServer, settings: &Settings, config: &ConfigMap) ->
 
 const DATA_VOLUME: &str = "data";
 
+/// The replica ordinal of a claim the StatefulSet made from the
+/// volumeClaimTemplate, from its name (`data-<ftpserver>-<ordinal>`).
+pub fn claim_ordinal(ftp: &FtpServer, claim: &str) -> Option<i32> {
+    let pod = claim.strip_prefix(DATA_VOLUME)?.strip_prefix('-')?;
+    labels::ordinal_of_pod(ftp, pod)
+}
+
 fn pod_spec(ftp: &FtpServer, settings: &Settings) -> PodSpec {
     let spec = &ftp.spec;
     PodSpec {
@@ -440,6 +447,16 @@ mod tests {
         assert!(set.spec.as_ref().unwrap().volume_claim_templates.is_none());
         let spec = set.spec.as_ref().unwrap();
         assert!(spec.persistent_volume_claim_retention_policy.is_none());
+    }
+
+    #[test]
+    fn claim_ordinals_come_from_the_names_the_stateful_set_gives() {
+        let ftp = ftp("anonymous: {enabled: true}\nstorage: {volumeClaimTemplate: {size: 1Gi}}");
+        assert_eq!(claim_ordinal(&ftp, "data-files-0"), Some(0));
+        assert_eq!(claim_ordinal(&ftp, "data-files-11"), Some(11));
+        for other in ["files-0", "data-files", "data-other-0", "logs-files-0"] {
+            assert_eq!(claim_ordinal(&ftp, other), None, "{other}");
+        }
     }
 
     #[test]
