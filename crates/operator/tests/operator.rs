@@ -823,6 +823,9 @@ async fn objects_with_a_childs_name_made_by_others_are_left_alone() -> Result<()
     .await?;
     let live = fx.api::<ConfigMap>().get("web-config").await?;
     assert!(untouched(&live), "{live:?}");
+    fx.operator.stop().await;
+    Ok(())
+}
 
 /// Turning allocateLoadBalancerNodePorts off on an existing FtpServer frees
 /// its node ports (the apiserver keeps them by itself); only the health
