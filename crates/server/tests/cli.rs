@@ -76,17 +76,8 @@ fn no_flags_serves_ftp_root_and_says_how_to_connect() {
 fn a_closed_stdout_does_not_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let listen = free_loopback_addr();
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            &listen,
-            "--anonymous",
-            "--passive-ports",
-            "31120-31129",
-        ])
-        .arg("--root")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
+    let mut child = server(&listen, "31120-31129", dir.path())
+        .arg("--anonymous")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -159,6 +150,18 @@ fn bad_settings_are_refused_with_a_clear_message() {
         assert!(!out.status.success(), "{args:?} was accepted");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// The server on `listen` with passive ports `passive`, serving `root`,
+/// its banner piped.
+fn server(listen: &str, passive: &str, root: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--listen", listen, "--passive-ports", passive])
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::piped());
+    command
 }
 
 /// A loopback address with a port nothing listens on right now.
@@ -279,11 +282,7 @@ fn flags_override_the_config_file() {
 fn client_text_is_escaped_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let listen = free_loopback_addr();
-    let mut child = Command::new(BIN)
-        .args(["--listen", &listen, "--passive-ports", "31130-31139"])
-        .arg("--root")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
+    let mut child = server(&listen, "31130-31139", dir.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -356,12 +355,7 @@ fn a_file_size_limit_fails_the_upload_not_the_server() {
 fn a_server_nobody_can_log_in_to_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_loopback_addr().rsplit(':').next().unwrap().to_owned();
-    let mut child = Command::new(BIN)
-        .args(["--listen", &format!("0.0.0.0:{port}")])
-        .args(["--passive-ports", "31150-31159"])
-        .arg("--root")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
+    let mut child = server(&format!("0.0.0.0:{port}"), "31150-31159", dir.path())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
