@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod labels;
 pub mod metrics;
+pub mod quantity;
 pub mod reconcile;
 pub mod run;
 pub mod status;

@@ -185,7 +185,7 @@ fn validate_formats(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
         ),
     ];
     for (size, field) in sizes {
-        if let Some(size) = size.filter(|size| formats::quantity_sign(&size.0) != Some(1)) {
+        if let Some(size) = size.filter(|size| crate::quantity::sign(&size.0) != Some(1)) {
             return fail(format!(
                 "{field} {:?} must be a quantity above zero, such as 10Gi or 500M",
                 size.0
@@ -198,7 +198,7 @@ fn validate_formats(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
             (&resources.requests, "requests"),
         ] {
             for (name, quantity) in map.iter().flatten() {
-                if !matches!(formats::quantity_sign(&quantity.0), Some(0 | 1)) {
+                if !matches!(crate::quantity::sign(&quantity.0), Some(0 | 1)) {
                     return fail(format!(
                         "resources.{field}.{name} {:?} must be a quantity of at least zero, such as 500m or 256Mi",
                         quantity.0

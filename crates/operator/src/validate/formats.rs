@@ -1,5 +1,5 @@
 //! Kubernetes' formats for names, keys, label values and quantities
-//! (k8s.io/apimachinery's validation and resource.ParseQuantity), as the
+//! (k8s.io/apimachinery's validation), as the
 //! CRD's CEL rules check them.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -60,56 +60,6 @@ pub fn advertised_address(s: &str) -> bool {
         && s.split('.')
             .all(|label| label.len() <= 63 && word(label, b"-", true))
         && !s.rsplit('.').next().is_some_and(all_digits)
-}
-
-/// The sign of a quantity (-1, 0 or 1), or None if it is not one: a
-/// decimal number, optionally signed, and a suffix (Ki to Ei; n, u, m, k,
-/// M, G, T, P, E; or e or E and an integer exponent).
-pub fn quantity_sign(s: &str) -> Option<i8> {
-    let (negative, rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let (number, suffix) = rest.split_at(end);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-        return None;
-    }
-    let exponent = |e: &str| {
-        let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-    };
-    let suffix_ok = matches!(
-        suffix,
-        "" | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-            | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-    ) || suffix.strip_prefix(['e', 'E']).is_some_and(exponent);
-    if !suffix_ok {
-        return None;
-    }
-    let zero = number.bytes().all(|b| b == b'0' || b == b'.');
-    Some(match (zero, negative) {
-        (true, _) => 0,
-        (false, true) => -1,
-        (false, false) => 1,
-    })
 }
 
 #[cfg(test)]
@@ -183,31 +133,6 @@ mod tests {
             &long_label,
         ] {
             assert!(!advertised_address(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn quantities_parse_as_kubernetes_parses_them() {
-        for (quantity, sign) in [
-            ("10Gi", 1),
-            ("500m", 1),
-            ("1.5e9", 1),
-            ("1E3", 1),
-            ("1E", 1),
-            ("+.5", 1),
-            ("1.", 1),
-            ("0", 0),
-            ("0.0Mi", 0),
-            ("-0", 0),
-            ("-1", -1),
-            ("-100u", -1),
-        ] {
-            assert_eq!(quantity_sign(quantity), Some(sign), "{quantity}");
-        }
-        for bad in [
-            "", "lots", "1e", "1K", "1.2.3", ".", "-", "1 Gi", "1Gib", "e3",
-        ] {
-            assert_eq!(quantity_sign(bad), None, "{bad}");
         }
     }
 }

@@ -1,0 +1,146 @@
+//! Kubernetes quantities (`500m`, `1.5Gi`, `1e3`), as resource.ParseQuantity
+//! reads them: compared by value (the apiserver stores `1000m` as `1`) and
+//! checked for their sign.
+
+/// Whether two Kubernetes quantities (`500m`, `1.5Gi`, `1e3`) have the same
+/// value. Exact; anything unparsable or too large to compare is "different",
+/// which costs at most an unneeded apply.
+pub fn same(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let (Some(a), Some(b)) = (parse(a), parse(b)) else {
+        return false;
+    };
+    // mantissa × 10^pow10 × 2^pow2: bring both to the smaller exponents.
+    let scale = |(mantissa, pow10, pow2): (i128, i32, i32), min10: i32, min2: i32| {
+        let ten = 10i128.checked_pow(u32::try_from(pow10 - min10).ok()?)?;
+        let two = 2i128.checked_pow(u32::try_from(pow2 - min2).ok()?)?;
+        mantissa.checked_mul(ten)?.checked_mul(two)
+    };
+    let (min10, min2) = (a.1.min(b.1), a.2.min(b.2));
+    match (scale(a, min10, min2), scale(b, min10, min2)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A quantity as (mantissa, power of ten, power of two): a decimal number,
+/// optionally signed, and a suffix (Ki to Ei; n, u, m, k, M, G, T, P, E; or
+/// e or E and an integer exponent). At most 30 digits.
+fn parse(text: &str) -> Option<(i128, i32, i32)> {
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    let (negative, number) = match number.as_bytes().first()? {
+        b'-' => (true, &number[1..]),
+        b'+' => (false, &number[1..]),
+        _ => (false, number),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit())
+        || whole.len() + fraction.len() > 30
+    {
+        return None;
+    }
+    let mut mantissa: i128 = format!("{whole}{fraction}").parse().ok()?;
+    if negative {
+        mantissa = -mantissa;
+    }
+    let mut pow10 = -i32::try_from(fraction.len()).ok()?;
+    let mut pow2 = 0;
+    match suffix {
+        "Ki" => pow2 = 10,
+        "Mi" => pow2 = 20,
+        "Gi" => pow2 = 30,
+        "Ti" => pow2 = 40,
+        "Pi" => pow2 = 50,
+        "Ei" => pow2 = 60,
+        "n" => pow10 -= 9,
+        "u" => pow10 -= 6,
+        "m" => pow10 -= 3,
+        "" => {}
+        "k" => pow10 += 3,
+        "M" => pow10 += 6,
+        "G" => pow10 += 9,
+        "T" => pow10 += 12,
+        "P" => pow10 += 15,
+        "E" => pow10 += 18,
+        exponent if exponent.starts_with(['e', 'E']) => {
+            let exponent: i32 = exponent[1..].parse().ok()?;
+            pow10 = pow10.checked_add(exponent)?;
+        }
+        _ => return None,
+    }
+    Some((mantissa, pow10, pow2))
+}
+
+/// The sign of a quantity (-1, 0 or 1), or None if it is not one.
+pub fn sign(text: &str) -> Option<i8> {
+    parse(text).map(|(mantissa, _, _)| mantissa.signum() as i8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_compare_by_value() {
+        for (a, b) in [
+            ("1000m", "1"),
+            ("1024Mi", "1Gi"),
+            ("0.5Gi", "512Mi"),
+            ("1.5", "1500m"),
+            ("100000", "100k"),
+            ("1e3", "1k"),
+            ("1E3", "1000"),
+            ("+2", "2"),
+            ("0", "0Gi"),
+            ("1Ki", "1024"),
+            ("1E", "1000P"),
+            (".5", "500m"),
+        ] {
+            assert!(same(a, b), "{a} = {b}");
+            assert!(same(b, a), "{b} = {a}");
+        }
+        for (a, b) in [
+            ("1", "1001m"),
+            ("1Gi", "1G"),
+            ("1Mi", "1M"),
+            ("-1", "1"),
+            ("1", "one"),
+            ("1Qi", "1Ki"),
+            ("1e99999", "1"),
+            ("", "0"),
+        ] {
+            assert!(!same(a, b), "{a} != {b}");
+        }
+    }
+
+    #[test]
+    fn quantities_parse_as_kubernetes_parses_them() {
+        for (quantity, expected) in [
+            ("10Gi", 1),
+            ("500m", 1),
+            ("1.5e9", 1),
+            ("1E3", 1),
+            ("1E", 1),
+            ("+.5", 1),
+            ("1.", 1),
+            ("0", 0),
+            ("0.0Mi", 0),
+            ("-0", 0),
+            ("-1", -1),
+            ("-100u", -1),
+        ] {
+            assert_eq!(sign(quantity), Some(expected), "{quantity}");
+        }
+        for bad in [
+            "", "lots", "1e", "1K", "1.2.3", ".", "-", "1 Gi", "1Gib", "e3",
+        ] {
+            assert_eq!(sign(bad), None, "{bad}");
+        }
+    }
+}
