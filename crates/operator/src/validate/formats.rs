@@ -1,6 +1,6 @@
-//! Kubernetes' formats for names, keys, label values and quantities
-//! (k8s.io/apimachinery's validation), as the
-//! CRD's CEL rules check them.
+//! Kubernetes' formats for names, keys and label values (k8s.io/
+//! apimachinery's validation), as the CRD's CEL rules check them;
+//! quantities are in [`crate::quantity`].
 
 use std::net::{IpAddr, Ipv4Addr};
 
