@@ -397,7 +397,7 @@ impl Drop for Upload {
 /// line can carry), and NUL anywhere in the path (no file name has one).
 fn check_name(path: &VPath) -> Result<()> {
     let hidden_name = path.file_name().is_some_and(hidden);
-    if hidden_name || path.to_string().contains('\0') {
+    if hidden_name || path.contains('\0') {
         return Err(StorageError::BadName);
     }
     Ok(())

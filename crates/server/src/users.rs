@@ -14,7 +14,7 @@
 //! password is refused when the file is read. `kubeftp-server hash-password`
 //! prints a hash.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use argon2::Argon2;
@@ -140,13 +140,14 @@ enum Hash {
 /// The parsed users file.
 #[derive(Debug, Default, Clone)]
 pub struct UserDb {
-    users: HashMap<String, (Hash, Account)>,
+    /// By name, in order: an unknown name picks its stand-in by position.
+    users: BTreeMap<String, (Hash, Account)>,
 }
 
 impl UserDb {
     pub fn parse(text: &str) -> Result<UserDb, UsersError> {
         let file: UsersFile = toml::from_str(text)?;
-        let mut users = HashMap::new();
+        let mut users = BTreeMap::new();
         for u in file.user {
             if is_anonymous_name(&u.name) {
                 return Err(UsersError::Reserved(u.name));
@@ -173,7 +174,7 @@ impl UserDb {
     pub fn single(account: Account, password: &str) -> UserDb {
         let hash = Hash::Argon2(hash_password(password));
         UserDb {
-            users: HashMap::from([(account.name.clone(), (hash, account))]),
+            users: BTreeMap::from([(account.name.clone(), (hash, account))]),
         }
     }
 
@@ -214,16 +215,14 @@ impl UserDb {
     /// way an unknown name takes the time some account takes. The result
     /// is ignored, even if the password happens to be that account's.
     fn stand_in(&self, name: &str) -> &Hash {
-        let mut hashes: Vec<(&String, &Hash)> =
-            self.users.iter().map(|(n, (hash, _))| (n, hash)).collect();
-        if hashes.is_empty() {
+        if self.users.is_empty() {
             return &DUMMY;
         }
-        hashes.sort_unstable_by_key(|(n, _)| *n);
         let mut hasher = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(name, &mut hasher);
-        let pick = std::hash::Hasher::finish(&hasher) as usize % hashes.len();
-        hashes[pick].1
+        let pick = std::hash::Hasher::finish(&hasher) as usize % self.users.len();
+        let (_, (hash, _)) = self.users.iter().nth(pick).expect("pick < len");
+        hash
     }
 }
 

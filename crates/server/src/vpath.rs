@@ -48,6 +48,11 @@ impl VPath {
         VPath { parts }
     }
 
+    /// Whether any component of the path contains `c`.
+    pub fn contains(&self, c: char) -> bool {
+        self.parts.iter().any(|part| part.contains(c))
+    }
+
     pub fn file_name(&self) -> Option<&str> {
         self.parts.last().map(String::as_str)
     }
