@@ -24,47 +24,54 @@ const BUF_SIZE: usize = 256 * 1024;
 /// Bytes moved so far, readable by STAT while the transfer runs.
 pub type Progress = Arc<AtomicU64>;
 
-/// Copies `from` to `to`, converting line endings when `ascii` is set:
-/// LF to CRLF towards the client (`outbound`), CRLF to LF from it. Returns
-/// the number of bytes read from `from`.
+/// Copies `from` to `to` in `direction`, converting line endings when
+/// `ascii` is set: LF to CRLF towards the client, CRLF to LF from it.
+/// Errors on the file's side (`from` outbound, `to` inbound) are marked
+/// [`LocalError`], so a full or failing disk gets its own reply and not a
+/// 426. Returns the number of bytes read from `from`.
 pub async fn copy<R, W>(
     mut from: R,
     mut to: W,
-    ascii: Option<Direction>,
+    direction: Direction,
+    ascii: bool,
     progress: Progress,
 ) -> io::Result<u64>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // The file is read on the way out and written on the way in.
+    let file_is_source = direction == Direction::Outbound;
+    let read_error = |e| LocalError::wrap_if(file_is_source, e);
+    let write_error = |e| LocalError::wrap_if(!file_is_source, e);
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
     let mut converter = LineEndings::default();
     let mut total = 0u64;
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = from.read(&mut buf).await.map_err(read_error)?;
         if n == 0 {
             break;
         }
-        let chunk = match ascii {
-            None => &buf[..n],
-            Some(dir) => {
-                converted.clear();
-                converter.convert(dir, &buf[..n], &mut converted);
-                &converted[..]
-            }
+        let chunk = if ascii {
+            converted.clear();
+            converter.convert(direction, &buf[..n], &mut converted);
+            &converted[..]
+        } else {
+            &buf[..n]
         };
-        to.write_all(chunk).await?;
+        to.write_all(chunk).await.map_err(write_error)?;
         total += n as u64;
         progress.fetch_add(n as u64, Ordering::Relaxed);
     }
-    if let Some(Direction::Inbound) = ascii {
+    if ascii && direction == Direction::Inbound {
         converter.finish(&mut converted);
-        to.write_all(&converted).await?;
+        to.write_all(&converted).await.map_err(write_error)?;
     }
-    // Flushes; on a TLS data connection also sends close_notify, which
-    // tells the client the file is complete.
-    to.shutdown().await?;
+    // Flushes (a file's last writes fail here, if anywhere); on a TLS data
+    // connection also sends close_notify, which tells the client the file
+    // is complete.
+    to.shutdown().await.map_err(write_error)?;
     Ok(total)
 }
 
@@ -142,6 +149,11 @@ impl LocalError {
     /// `e`, marked as local; its kind stays.
     pub fn wrap(e: io::Error) -> io::Error {
         io::Error::new(e.kind(), LocalError(e))
+    }
+
+    /// `e`, marked as local if `local`.
+    pub fn wrap_if(local: bool, e: io::Error) -> io::Error {
+        if local { LocalError::wrap(e) } else { e }
     }
 
     /// Whether `e` was marked by [`LocalError::wrap`].
@@ -887,12 +899,93 @@ mod tests {
         let n = copy(
             &b"x\ny\n"[..],
             &mut out,
-            Some(Direction::Outbound),
+            Direction::Outbound,
+            true,
             progress.clone(),
         )
         .await
         .unwrap();
         assert_eq!((n, out.as_slice()), (4, &b"x\r\ny\r\n"[..]));
         assert_eq!(progress.load(Ordering::Relaxed), 4);
+    }
+
+    /// A reader or writer whose every call fails with `kind`.
+    struct Failing(io::ErrorKind);
+
+    impl AsyncRead for Failing {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Err(self.0.into()))
+        }
+    }
+
+    impl AsyncWrite for Failing {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            std::task::Poll::Ready(Err(self.0.into()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Err(self.0.into()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Err(self.0.into()))
+        }
+    }
+
+    /// Only the file's side of a copy fails as the server's own: the sink
+    /// of an upload, the source of a download, in either type.
+    #[tokio::test]
+    async fn copy_marks_only_the_files_errors_local() {
+        use io::ErrorKind::{ConnectionReset, FileTooLarge, Other};
+        for ascii in [false, true] {
+            let upload_disk = copy(
+                &b"a\r\n"[..],
+                Failing(FileTooLarge),
+                Direction::Inbound,
+                ascii,
+                Progress::default(),
+            );
+            let err = upload_disk.await.unwrap_err();
+            assert!(
+                LocalError::is_local(&err) && err.kind() == FileTooLarge,
+                "{err:?}"
+            );
+            let upload_net = copy(
+                Failing(ConnectionReset),
+                Vec::new(),
+                Direction::Inbound,
+                ascii,
+                Progress::default(),
+            );
+            assert!(!LocalError::is_local(&upload_net.await.unwrap_err()));
+            let download_disk = copy(
+                Failing(Other),
+                Vec::new(),
+                Direction::Outbound,
+                ascii,
+                Progress::default(),
+            );
+            assert!(LocalError::is_local(&download_disk.await.unwrap_err()));
+            let download_net = copy(
+                &b"a\n"[..],
+                Failing(ConnectionReset),
+                Direction::Outbound,
+                ascii,
+                Progress::default(),
+            );
+            assert!(!LocalError::is_local(&download_net.await.unwrap_err()));
+        }
     }
 }

@@ -338,10 +338,13 @@ fn a_file_size_limit_fails_the_upload_not_the_server() {
             .unwrap()
     };
     let big = dir.path().join("big");
-    let upload = curl(&["-T", big.to_str().unwrap(), &format!("ftp://{listen}/big")]);
-    // curl's 70 is a 452 or 552 reply: "Exceeded storage allocation".
-    let said = String::from_utf8_lossy(&upload.stderr);
-    assert_eq!(upload.status.code(), Some(70), "{said}");
+    // Both ways of writing an upload: binary, and TYPE A (converted).
+    for ascii in [&[][..], &["--use-ascii"][..]] {
+        let url = format!("ftp://{listen}/big");
+        let upload = curl(&[ascii, &["-v", "-T", big.to_str().unwrap(), &url]].concat());
+        let said = String::from_utf8_lossy(&upload.stderr);
+        assert!(said.contains("< 552 "), "{ascii:?}: {said}");
+    }
     let list = curl(&[&format!("ftp://{listen}/")]);
     assert!(list.status.success(), "the server went down");
     assert!(guard.0.try_wait().unwrap().is_none());

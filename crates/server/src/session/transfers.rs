@@ -111,18 +111,18 @@ impl Session {
         };
         let started = Instant::now();
         let progress = Progress::default();
-        let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Outbound);
+        let ascii = self.transfer_type == TransferType::Ascii;
         let limit = self.data_timeout();
         let job = {
             let progress = progress.clone();
             async move {
                 match data {
-                    MaybeTls::Plain(tcp) if ascii.is_none() => {
+                    MaybeTls::Plain(tcp) if !ascii => {
                         transfer::send_file(file, tcp, progress, limit).await
                     }
                     data => {
                         let data = IdleTimeout::new(data, limit);
-                        transfer::copy(file, data, ascii, progress).await
+                        transfer::copy(file, data, Direction::Outbound, ascii, progress).await
                     }
                 }
             }
@@ -166,15 +166,16 @@ impl Session {
         };
         let started = Instant::now();
         let progress = Progress::default();
-        let ascii = (self.transfer_type == TransferType::Ascii).then_some(Direction::Inbound);
+        let ascii = self.transfer_type == TransferType::Ascii;
         let data = IdleTimeout::new(data, self.data_timeout());
         let job = {
             let progress = progress.clone();
             async move {
-                match ascii {
-                    None => transfer::receive_file(data, upload.file(), progress).await?,
-                    Some(_) => transfer::copy(data, upload.file(), ascii, progress).await?,
-                };
+                if ascii {
+                    transfer::copy(data, upload.file(), Direction::Inbound, true, progress).await?;
+                } else {
+                    transfer::receive_file(data, upload.file(), progress).await?;
+                }
                 Ok(upload)
             }
         };
