@@ -2,16 +2,19 @@
 //! reads them: compared by value (the apiserver stores `1000m` as `1`) and
 //! checked for their sign.
 
+use std::cmp::Ordering;
+
 /// Whether two Kubernetes quantities (`500m`, `1.5Gi`, `1e3`) have the same
 /// value. Exact; anything unparsable or too large to compare is "different",
 /// which costs at most an unneeded apply.
 pub fn same(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    let (Some(a), Some(b)) = (parse(a), parse(b)) else {
-        return false;
-    };
+    a == b || compare(a, b) == Some(Ordering::Equal)
+}
+
+/// How two quantities compare by value, exactly; None if either is not a
+/// quantity, or if they are too far apart in scale to compare exactly.
+pub fn compare(a: &str, b: &str) -> Option<Ordering> {
+    let (a, b) = (parse(a)?, parse(b)?);
     // mantissa × 10^pow10 × 2^pow2: bring both to the smaller exponents.
     let scale = |(mantissa, pow10, pow2): (i128, i32, i32), min10: i32, min2: i32| {
         let ten = 10i128.checked_pow(u32::try_from(pow10 - min10).ok()?)?;
@@ -19,10 +22,7 @@ pub fn same(a: &str, b: &str) -> bool {
         mantissa.checked_mul(ten)?.checked_mul(two)
     };
     let (min10, min2) = (a.1.min(b.1), a.2.min(b.2));
-    match (scale(a, min10, min2), scale(b, min10, min2)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
-    }
+    Some(scale(a, min10, min2)?.cmp(&scale(b, min10, min2)?))
 }
 
 /// A quantity as (mantissa, power of ten, power of two): a decimal number,
@@ -117,6 +117,26 @@ mod tests {
         ] {
             assert!(!same(a, b), "{a} != {b}");
         }
+    }
+
+    #[test]
+    fn quantities_order_by_value() {
+        for (less, more) in [
+            ("999m", "1"),
+            ("1G", "1Gi"),
+            ("-1Ki", "0"),
+            ("255Mi", "0.25Gi"),
+            ("1e2", "1Ki"),
+        ] {
+            assert_eq!(compare(less, more), Some(Ordering::Less), "{less} < {more}");
+            assert_eq!(
+                compare(more, less),
+                Some(Ordering::Greater),
+                "{more} > {less}"
+            );
+        }
+        assert_eq!(compare("1", "1e99999"), None, "too far apart");
+        assert_eq!(compare("lots", "1"), None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! same specs at admission; this guards objects stored before a rule
 //! existed, and gives the build step a spec it can trust.
 
+use std::cmp::Ordering;
+
 use kubeftp_api::limits::{
     CONTAINER_CONTROL_PORT, CONTAINER_IMPLICIT_TLS_PORT, CONTAINER_OPS_PORT, MAX_PASSIVE_PORTS,
     MAX_PASSIVE_PORTS_WITH_IMPLICIT_TLS, NODE_PORT_MAX, NODE_PORT_MIN, PASSIVE_PORT_MIN, PORT_MAX,
@@ -206,6 +208,18 @@ fn validate_formats(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
                 }
             }
         }
+        let limits = resources.limits.iter().flatten();
+        for (name, limit) in limits {
+            let request = resources.requests.as_ref().and_then(|r| r.get(name));
+            if let Some(request) = request.filter(|request| {
+                crate::quantity::compare(&request.0, &limit.0) == Some(Ordering::Greater)
+            }) {
+                return fail(format!(
+                    "resources.requests.{name} {:?} must not exceed resources.limits.{name} {:?}",
+                    request.0, limit.0
+                ));
+            }
+        }
     }
 
     let maps = [
@@ -244,6 +258,22 @@ fn validate_formats(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
         if !["", "NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
             return fail(format!(
                 "tolerations[{index}].effect {effect:?} must be NoSchedule, PreferNoSchedule or NoExecute"
+            ));
+        }
+        let has = |field: &Option<String>| field.as_deref().is_some_and(|v| !v.is_empty());
+        if operator == "Exists" && has(&toleration.value) {
+            return fail(format!(
+                "tolerations[{index}].value must be empty with operator Exists (it matches any value)"
+            ));
+        }
+        if operator != "Exists" && !has(&toleration.key) {
+            return fail(format!(
+                "tolerations[{index}] has no key: set one, or use operator Exists to tolerate every taint"
+            ));
+        }
+        if toleration.toleration_seconds.is_some() && effect != "NoExecute" {
+            return fail(format!(
+                "tolerations[{index}].tolerationSeconds needs effect NoExecute"
             ));
         }
     }
@@ -489,6 +519,22 @@ storage: {emptyDir: {}}
                 "service.annotations key \"a b\"",
             ),
             (
+                "resources: {requests: {memory: 1025Mi}, limits: {memory: 1Gi}}",
+                "resources.requests.memory \"1025Mi\" must not exceed resources.limits.memory \"1Gi\"",
+            ),
+            (
+                "tolerations: [{operator: Exists, value: x}]",
+                "tolerations[0].value must be empty with operator Exists",
+            ),
+            (
+                "tolerations: [{operator: Exists}, {operator: Equal, value: x}]",
+                "tolerations[1] has no key",
+            ),
+            (
+                "tolerations: [{key: k, tolerationSeconds: 5}]",
+                "tolerations[0].tolerationSeconds needs effect NoExecute",
+            ),
+            (
                 "tolerations: [{operator: Sometimes}]",
                 "tolerations[0].operator \"Sometimes\" must be Equal or Exists",
             ),
@@ -526,11 +572,11 @@ tls: {secretName: ftp-tls}
 storage: {volumeClaimTemplate: {size: 1.5e9, storageClassName: fast.ssd}}
 service: {loadBalancerClass: service.k8s.aws/nlb, annotations: {service.beta.kubernetes.io/x: 'any thing'}}
 passive: {advertisedAddress: 203.0.113.5}
-resources: {requests: {cpu: '0', memory: 64Mi}, limits: {memory: 1Gi}}
+resources: {requests: {cpu: '0', memory: 1024Mi}, limits: {memory: 1Gi, cpu: 500m}}
 podLabels: {team: ftp, example.com/tier: ''}
 nodeSelector: {kubernetes.io/os: linux}
 podAnnotations: {note: 'anything at all!', Example.COM/Owner: x}
-tolerations: [{key: dedicated, operator: Equal, value: ftp, effect: NoSchedule}, {operator: Exists}]
+tolerations: [{key: dedicated, operator: Equal, value: ftp, effect: NoSchedule}, {operator: Exists}, {key: k, effect: NoExecute, tolerationSeconds: 60}]
 affinity:
   nodeAffinity:
     requiredDuringSchedulingIgnoredDuringExecution:
