@@ -368,6 +368,23 @@ impl Drop for SessionSlot {
 mod tests {
     use super::*;
 
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, D, F: Future>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A session's task is allocated whole when the session starts, so an
+    /// idle session holds memory for the largest state it could reach: the
+    /// states of transfers and logins (TLS handshakes and all) are boxed
+    /// while they run. Inline they made the task 10.7 KiB, and each of 1000
+    /// idle sessions took 12.1 KiB of the server's memory (PSS) where boxed
+    /// they take 4.1 (`kubeftp-bench ftp --phases idle --kubeftp-only`).
+    #[test]
+    fn an_idle_sessions_task_stays_small() {
+        let size = future_size(serve);
+        assert!(size <= 4096, "a session's task takes {size} bytes");
+    }
+
     #[test]
     fn session_counter_enforces_both_limits() {
         let c = SessionCounter::new(3, 2);

@@ -369,37 +369,40 @@ impl Session {
             Command::Epsv(arg) => self.extended_passive(arg),
             Command::Port(addr) => self.active(addr, false),
             Command::Eprt(addr) => self.active(addr, true),
+            // Transfers are boxed: their states (data connection, TLS
+            // handshake, buffers' bookkeeping) would otherwise make every
+            // session's task as large, idle or not (see server.rs's tests).
             Command::List(p) => {
-                return self
-                    .list(ListKind::List, p.map(|p| resolve(&p)), &storage)
-                    .await;
+                let path = p.map(|p| resolve(&p));
+                return Box::pin(self.list(ListKind::List, path, &storage)).await;
             }
             Command::Nlst(p) => {
-                return self
-                    .list(ListKind::Nlst, p.map(|p| resolve(&p)), &storage)
-                    .await;
+                let path = p.map(|p| resolve(&p));
+                return Box::pin(self.list(ListKind::Nlst, path, &storage)).await;
             }
             Command::Mlsd(p) => {
-                return self
-                    .list(ListKind::Mlsd, p.map(|p| resolve(&p)), &storage)
-                    .await;
+                let path = p.map(|p| resolve(&p));
+                return Box::pin(self.list(ListKind::Mlsd, path, &storage)).await;
             }
-            Command::Retr(p) => return self.retrieve(resolve(&p), restart_at, &storage).await,
+            Command::Retr(p) => {
+                return Box::pin(self.retrieve(resolve(&p), restart_at, &storage)).await;
+            }
             Command::Stor(p) => {
                 let mode = if restart_at > 0 {
                     UploadMode::Resume(restart_at)
                 } else {
                     UploadMode::Replace
                 };
-                return self.store(resolve(&p), mode, false, &storage).await;
+                return Box::pin(self.store(resolve(&p), mode, false, &storage)).await;
             }
             Command::Appe(p) => {
-                return self
-                    .store(resolve(&p), UploadMode::Append, false, &storage)
-                    .await;
+                let upload = self.store(resolve(&p), UploadMode::Append, false, &storage);
+                return Box::pin(upload).await;
             }
             Command::Stou => match storage.unique_name(&self.cwd).await {
-                Ok(path) => return self.store(path, UploadMode::Replace, true, &storage).await,
+                Ok(path) => {
+                    return Box::pin(self.store(path, UploadMode::Replace, true, &storage)).await;
+                }
                 Err(e) => e.reply(),
             },
         };
@@ -427,8 +430,9 @@ impl Session {
                 self.auth = Auth::UserGiven(name);
                 Reply::new(331, text)
             }
-            Command::Pass(password) => return self.login(password).await,
-            Command::Auth(mechanism) => return self.auth_tls(&mechanism).await,
+            // Boxed, like transfers: a TLS handshake's state is large.
+            Command::Pass(password) => return Box::pin(self.login(password)).await,
+            Command::Auth(mechanism) => return Box::pin(self.auth_tls(&mechanism)).await,
             Command::Pbsz(size) => self.pbsz(&size),
             Command::Prot(level) => self.prot(&level),
             Command::Noop => Reply::new(200, "OK"),
