@@ -430,7 +430,7 @@ impl Session {
                 self.auth = Auth::UserGiven(name);
                 Reply::new(331, text)
             }
-            // Boxed, like transfers: a TLS handshake's state is large.
+            // Boxed, like transfers: a login and a TLS handshake hold large states.
             Command::Pass(password) => return Box::pin(self.login(password)).await,
             Command::Auth(mechanism) => return Box::pin(self.auth_tls(&mechanism)).await,
             Command::Pbsz(size) => self.pbsz(&size),
