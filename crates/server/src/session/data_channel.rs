@@ -155,6 +155,8 @@ impl Session {
 
     /// Wraps the data connection in TLS under PROT P. Like
     /// [`Session::open_data`], the future borrows nothing from the session.
+    /// It is boxed: a handshake's state is kilobytes, and inline it would
+    /// stay in every transfer's state, plain or not, while the transfer runs.
     pub(super) fn secure_data(
         &self,
         tcp: TcpStream,
@@ -165,7 +167,7 @@ impl Session {
             .filter(|_| self.protect_data)
             .map(|t| t.data.clone());
         let shared = self.shared.clone();
-        async move {
+        Box::pin(async move {
             let Some(config) = config else {
                 return Ok(MaybeTls::Plain(tcp));
             };
@@ -201,7 +203,7 @@ impl Session {
                 ));
             }
             Ok(stream)
-        }
+        })
     }
 }
 
