@@ -12,13 +12,13 @@ use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, controller, watcher};
 use kube::{Resource, ResourceExt};
+use kubeftp_api::ClaimRetention;
 
 use crate::cache::{filling, wait_filled};
 use crate::context::Context;
 use crate::labels;
 use crate::reconcile::{error_policy, reconcile};
 use crate::watched::Watched;
-use kubeftp_api::ClaimRetention;
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
