@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kubeftp_api::FtpServer;
@@ -395,6 +396,7 @@ async fn operator_works_with_the_charts_rbac_for_one_namespace() -> Result<()> {
         ("patch", "statefulsets"),
         ("list", "configmaps"),
         ("patch", "persistentvolumeclaims"),
+        ("delete", "persistentvolumeclaims"),
     ] {
         assert!(
             !may(verb, resource, Some(&release.name)).await?,
@@ -452,8 +454,9 @@ async fn operator_works_with_the_charts_rbac(
     let operator = Operator::start(&as_operator, watched);
 
     let admin = |client: &kube::Client| Api::<FtpServer>::namespaced(client.clone(), watched);
-    let spec =
-        serde_yaml::from_str("replicas: 2\nusers: {secretName: u}\nstorage: {emptyDir: {}}")?;
+    let spec = serde_yaml::from_str(
+        "replicas: 2\nusers: {secretName: u}\nstorage: {volumeClaimTemplate: {size: 1Gi}}",
+    )?;
     admin(client)
         .create(&PostParams::default(), &FtpServer::new("files", spec))
         .await?;
@@ -501,6 +504,29 @@ async fn operator_works_with_the_charts_rbac(
         },
     )
     .await?;
+    // whenDeleted: Retain takes the StatefulSet's owner reference off the
+    // claim the scale-down left behind. Where
+    // OwnerReferencesPermissionEnforcement is on (as on the test control
+    // plane), changing a claim's owner references takes delete on claims.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), watched);
+    let owned = |claim: &PersistentVolumeClaim| {
+        claim
+            .owner_references()
+            .iter()
+            .any(|owner| owner.kind == "StatefulSet" && owner.name == "files")
+    };
+    for (when_deleted, want_owned) in [("Retain", false)] {
+        let patch =
+            json!({"spec": {"storage": {"volumeClaimTemplate": {"whenDeleted": when_deleted}}}});
+        admin(client)
+            .patch("files", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let wanted = format!("data-files-1 owned by the StatefulSet: {want_owned}");
+        eventually(&wanted, Duration::from_secs(30), || async {
+            Ok(owned(&claims.get("data-files-1").await?) == want_owned)
+        })
+        .await?;
+    }
     let failures = operator.metrics.failures.clone();
     operator.stop().await;
     let mut text = String::new();

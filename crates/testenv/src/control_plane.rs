@@ -340,6 +340,11 @@ fn apiserver_args(pki: &Pki, etcd_url: &str, port: u16, network: Option<&Network
         ),
         "--allow-privileged=true".into(),
         "--profiling=false".into(),
+        // As hardened clusters (OpenShift) have it: changing an object's
+        // owner references takes delete on the object, and one with
+        // blockOwnerDeletion update on its owner's finalizers. The tests of
+        // the chart's RBAC run against it.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
     ];
     match network {
         None => args.extend([
