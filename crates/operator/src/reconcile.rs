@@ -213,7 +213,7 @@ async fn apply(
         .apply(build::addresses_config_map(ftp, &address_file))
         .await?;
     let stateful_set = applier.apply(children.stateful_set).await?;
-    release_kept_claims(ftp, &stateful_set, ctx).await?;
+    align_scaled_down_claims(ftp, &stateful_set, ctx).await?;
     for (_, service) in gone {
         applier.delete::<Service>(&service.name_any()).await?;
     }
@@ -277,61 +277,116 @@ async fn release_node_ports(
         )))
 }
 
-/// With `whenDeleted: Retain`, takes the StatefulSet's owner reference off
-/// the claims of replicas removed by a scale-down, so they outlive it. The
-/// StatefulSet controller does that only for the replicas it runs; a claim
-/// made while whenDeleted was Delete and left behind by a scale-down would
-/// otherwise go with the StatefulSet. Read from the claims' cache: once
-/// released, a claim costs no further writes.
-async fn release_kept_claims(
+/// What a scaled-down replica's claim needs for it to follow whenDeleted.
+#[derive(Debug, PartialEq)]
+enum ClaimOwnership {
+    /// Retain: take off the StatefulSet's owner reference (its uid).
+    Release(String),
+    /// Delete: put the StatefulSet's owner reference back.
+    Own,
+}
+
+/// The claims of replicas removed by a scale-down (claims are kept on
+/// scale-down) whose owner references disagree with whenDeleted, and what
+/// each needs. The StatefulSet controller moves the references only on the
+/// claims of the replicas it runs: without this, a claim left behind by a
+/// scale-down while whenDeleted was Delete would go with the StatefulSet
+/// after a switch to Retain, and one released under Retain would outlive it
+/// after a switch back to Delete. Claims being deleted are left alone.
+fn scaled_down_claims<'a>(
     ftp: &FtpServer,
     stateful_set: &StatefulSet,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let template = ftp.spec.storage.volume_claim_template.as_ref();
-    if template.is_none_or(|t| t.when_deleted != ClaimRetention::Retain) {
-        return Ok(());
-    }
-    let namespace = ftp.namespace().unwrap_or_default();
+    claims: impl IntoIterator<Item = &'a PersistentVolumeClaim>,
+) -> Vec<(String, ClaimOwnership)> {
+    let Some(template) = ftp.spec.storage.volume_claim_template.as_ref() else {
+        return Vec::new();
+    };
+    let namespace = ftp.namespace();
     let set_name = stateful_set.name_any();
-    let owned_by_set = |claim: &PersistentVolumeClaim| {
+    let set_uid = stateful_set.uid();
+    let set_reference = |claim: &PersistentVolumeClaim| {
         claim
             .owner_references()
             .iter()
             .find(|owner| owner.kind == "StatefulSet" && owner.name == set_name)
             .map(|owner| owner.uid.clone())
     };
-    let kept: Vec<(String, String)> = ctx
-        .caches
-        .claims
-        .state()
-        .iter()
-        .filter(|claim| claim.namespace().as_deref() == Some(namespace.as_str()))
+    claims
+        .into_iter()
+        .filter(|claim| claim.namespace() == namespace)
         .filter(|claim| claim.labels().get(labels::INSTANCE) == Some(&ftp.name_any()))
+        .filter(|claim| claim.metadata.deletion_timestamp.is_none())
         .filter(|claim| {
             build::claim_ordinal(ftp, &claim.name_any())
                 .is_some_and(|ordinal| ordinal >= ftp.spec.replicas)
         })
-        .filter_map(|claim| Some((claim.name_any(), owned_by_set(claim)?)))
-        .collect();
+        .filter_map(|claim| {
+            let change = match (template.when_deleted, set_reference(claim)) {
+                (ClaimRetention::Retain, Some(uid)) => ClaimOwnership::Release(uid),
+                // A reference to an earlier StatefulSet of the same name is
+                // the garbage collector's to clear.
+                (ClaimRetention::Delete, None) if set_uid.is_some() => ClaimOwnership::Own,
+                _ => return None,
+            };
+            Some((claim.name_any(), change))
+        })
+        .collect()
+}
+
+/// Makes the owner references of scaled-down replicas' claims follow
+/// whenDeleted ([`scaled_down_claims`]). Read from the claims' cache: once
+/// a claim agrees, it costs no further writes.
+async fn align_scaled_down_claims(
+    ftp: &FtpServer,
+    stateful_set: &StatefulSet,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let changes = scaled_down_claims(
+        ftp,
+        stateful_set,
+        ctx.caches.claims.state().iter().map(|c| &**c),
+    );
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let namespace = ftp.namespace().unwrap_or_default();
+    let set_name = stateful_set.name_any();
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    for (name, uid) in kept {
-        // A strategic merge patch deletes the one reference by its uid
-        // (ownerReferences merge by uid); the others stay.
-        let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}]}});
-        tracing::info!(claim = %name, "releasing a scaled-down replica's claim from the StatefulSet");
+    for (name, change) in changes {
+        // A strategic merge patch merges owner references by uid: it adds or
+        // deletes the one reference and keeps the others.
+        let reference = match &change {
+            ClaimOwnership::Release(uid) => {
+                tracing::info!(claim = %name, "releasing a scaled-down replica's claim from the StatefulSet (whenDeleted: Retain)");
+                json!({"$patch": "delete", "uid": uid})
+            }
+            ClaimOwnership::Own => {
+                tracing::info!(claim = %name, "giving a scaled-down replica's claim back to the StatefulSet (whenDeleted: Delete)");
+                // As the StatefulSet controller writes it on the claims of
+                // the replicas it runs.
+                json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "StatefulSet",
+                    "name": set_name,
+                    "uid": stateful_set.uid(),
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                })
+            }
+        };
+        let patch = json!({"metadata": {"ownerReferences": [reference]}});
         ctx.metrics.wrote("PersistentVolumeClaim", "patch");
         match api.patch(&name, &params, &Patch::Strategic(&patch)).await {
             Ok(_) => {}
-            // Deleted meanwhile: nothing left to keep.
+            // Deleted meanwhile: nothing left to keep or give back.
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => {
                 return Err(Error::kube(format!(
-                    "releasing PersistentVolumeClaim {name} from StatefulSet {set_name}"
+                    "changing the owner references of PersistentVolumeClaim {name} (StatefulSet {set_name})"
                 ))(error));
             }
         }
@@ -501,5 +556,100 @@ async fn publish_events(
         if let Err(error) = ctx.recorder.publish(&event, reference).await {
             tracing::warn!("could not publish an event: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+
+    use super::*;
+    use crate::build::test_support::ftp;
+
+    fn stateful_set() -> StatefulSet {
+        let mut set = StatefulSet::default();
+        set.metadata.name = Some("files".into());
+        set.metadata.namespace = Some("team".into());
+        set.metadata.uid = Some("set-uid".into());
+        set
+    }
+
+    /// The claim of replica `ordinal`, owned by the StatefulSet of `uid`.
+    fn claim(ordinal: i32, owner_uid: Option<&str>) -> PersistentVolumeClaim {
+        let mut claim = PersistentVolumeClaim::default();
+        claim.metadata.name = Some(format!("data-files-{ordinal}"));
+        claim.metadata.namespace = Some("team".into());
+        claim.metadata.labels = Some([(labels::INSTANCE.into(), "files".into())].into());
+        claim.metadata.owner_references = owner_uid.map(|uid| {
+            vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "StatefulSet".into(),
+                name: "files".into(),
+                uid: uid.into(),
+                ..Default::default()
+            }]
+        });
+        claim
+    }
+
+    fn storage(when_deleted: &str) -> String {
+        format!(
+            "users: {{secretName: u}}\nreplicas: 1\nstorage: {{volumeClaimTemplate: {{size: 1Gi, whenDeleted: {when_deleted}}}}}"
+        )
+    }
+
+    /// Only claims of replicas a scale-down removed change, and only where
+    /// their references disagree with whenDeleted.
+    #[test]
+    fn scaled_down_claims_follow_when_deleted() {
+        let set = stateful_set();
+        let claims = [
+            claim(0, Some("set-uid")),
+            claim(0, None),
+            claim(1, Some("set-uid")),
+            claim(2, None),
+        ];
+        let retain = scaled_down_claims(&ftp(&storage("Retain")), &set, &claims);
+        assert_eq!(
+            retain,
+            [(
+                "data-files-1".into(),
+                ClaimOwnership::Release("set-uid".into())
+            )]
+        );
+        let delete = scaled_down_claims(&ftp(&storage("Delete")), &set, &claims);
+        assert_eq!(delete, [("data-files-2".into(), ClaimOwnership::Own)]);
+    }
+
+    /// Claims of other FtpServers or namespaces, claims being deleted, and
+    /// FtpServers without a claim template are left alone; a reference to
+    /// an earlier StatefulSet of the same name is released under Retain
+    /// (the StatefulSet's name is what matters) and not doubled under
+    /// Delete.
+    #[test]
+    fn scaled_down_claims_leave_others_alone() {
+        let set = stateful_set();
+        let mut other_instance = claim(1, None);
+        other_instance.metadata.labels = Some([(labels::INSTANCE.into(), "other".into())].into());
+        let mut other_namespace = claim(1, None);
+        other_namespace.metadata.namespace = Some("elsewhere".into());
+        let mut deleting = claim(1, None);
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let earlier = claim(2, Some("earlier-uid"));
+        let claims = [other_instance, other_namespace, deleting, earlier];
+
+        assert_eq!(
+            scaled_down_claims(&ftp(&storage("Delete")), &set, &claims),
+            []
+        );
+        assert_eq!(
+            scaled_down_claims(&ftp(&storage("Retain")), &set, &claims),
+            [(
+                "data-files-2".into(),
+                ClaimOwnership::Release("earlier-uid".into())
+            )]
+        );
+        let no_template = ftp("users: {secretName: u}\nreplicas: 1\nstorage: {emptyDir: {}}");
+        assert_eq!(scaled_down_claims(&no_template, &set, &claims), []);
     }
 }

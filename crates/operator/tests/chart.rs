@@ -504,10 +504,12 @@ async fn operator_works_with_the_charts_rbac(
         },
     )
     .await?;
-    // whenDeleted: Retain takes the StatefulSet's owner reference off the
-    // claim the scale-down left behind. Where
+    // whenDeleted moves the StatefulSet's owner reference on the claim the
+    // scale-down left behind: off for Retain, back on for Delete. Where
     // OwnerReferencesPermissionEnforcement is on (as on the test control
-    // plane), changing a claim's owner references takes delete on claims.
+    // plane), changing a claim's owner references takes delete on claims,
+    // and a reference with blockOwnerDeletion update on the owner's
+    // finalizers.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), watched);
     let owned = |claim: &PersistentVolumeClaim| {
         claim
@@ -515,7 +517,7 @@ async fn operator_works_with_the_charts_rbac(
             .iter()
             .any(|owner| owner.kind == "StatefulSet" && owner.name == "files")
     };
-    for (when_deleted, want_owned) in [("Retain", false)] {
+    for (when_deleted, want_owned) in [("Retain", false), ("Delete", true)] {
         let patch =
             json!({"spec": {"storage": {"volumeClaimTemplate": {"whenDeleted": when_deleted}}}});
         admin(client)

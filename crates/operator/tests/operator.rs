@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use kubeftp_api::FtpServer;
@@ -881,61 +882,73 @@ async fn turning_node_port_allocation_off_frees_the_node_ports() -> Result<()> {
     Ok(())
 }
 
-/// The StatefulSet controller takes its owner reference off the claims of
-/// the replicas it runs when whenDeleted turns Retain, not off those a
-/// scale-down left behind: the operator does. Deleting the FtpServer then
-/// keeps every claim.
-#[tokio::test]
-async fn retained_claims_of_scaled_down_replicas_outlive_the_ftpserver() -> Result<()> {
-    let fx = Fixture::new("op-retain").await?;
+/// Whether `claim` names the StatefulSet "keep" among its owners.
+fn owned_by_keep(claim: &PersistentVolumeClaim) -> Option<&OwnerReference> {
+    claim
+        .owner_references()
+        .iter()
+        .find(|owner| owner.kind == "StatefulSet" && owner.name == "keep")
+}
+
+/// Sets fields of the FtpServer "keep"'s spec.
+async fn patch_keep(fx: &Fixture, spec: serde_json::Value) -> Result<()> {
+    let patch = json!({"spec": spec});
+    fx.api::<FtpServer>()
+        .patch("keep", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// The FtpServer "keep" with two replicas and claims, scaled down to one
+/// (the second claim stays, as claims do on scale-down), then switched to
+/// whenDeleted: Retain. The StatefulSet controller takes its owner
+/// reference off the claims of the replicas it runs, not off those a
+/// scale-down left behind: the operator does. Returns once both claims
+/// are released.
+async fn keep_with_a_scaled_down_claim_retained(fx: &Fixture) -> Result<()> {
     fx.create(
         "keep",
         "users: {secretName: ftp-users}\nstorage: {volumeClaimTemplate: {size: 1Gi}}\nreplicas: 2",
     )
     .await?;
     let claims = fx.api::<PersistentVolumeClaim>();
-    let owned_by_set = |claim: &PersistentVolumeClaim| {
-        claim
-            .owner_references()
-            .iter()
-            .any(|owner| owner.kind == "StatefulSet" && owner.name == "keep")
-    };
     eventually("both claims, owned by the StatefulSet", WAIT, || async {
         let mut owned = 0;
         for name in ["data-keep-0", "data-keep-1"] {
             owned += claims
                 .get_opt(name)
                 .await?
-                .is_some_and(|c| owned_by_set(&c)) as usize;
+                .is_some_and(|c| owned_by_keep(&c).is_some()) as usize;
         }
         Ok(owned == 2)
     })
     .await?;
-
-    let ftps = fx.api::<FtpServer>();
-    let patch = |spec: serde_json::Value| {
-        let ftps = ftps.clone();
-        async move {
-            let patch = json!({"spec": spec});
-            ftps.patch("keep", &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-        }
-    };
-    patch(json!({"replicas": 1})).await?;
+    patch_keep(fx, json!({"replicas": 1})).await?;
     let pods = fx.api::<Pod>();
     eventually("the second pod to go", WAIT, || async {
         Ok(pods.get_opt("keep-1").await?.is_none())
     })
     .await?;
-    patch(json!({"storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}})).await?;
+    patch_keep(
+        fx,
+        json!({"storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}}),
+    )
+    .await?;
     for name in ["data-keep-0", "data-keep-1"] {
         eventually(&format!("{name} released"), WAIT, || async {
-            Ok(!owned_by_set(&claims.get(name).await?))
+            Ok(owned_by_keep(&claims.get(name).await?).is_none())
         })
         .await?;
     }
+    Ok(())
+}
 
-    ftps.delete("keep", &DeleteParams::foreground()).await?;
+/// Deletes the FtpServer "keep" and waits for it and its StatefulSet to go,
+/// then for the garbage collector to have had time for the claims.
+async fn delete_keep(fx: &Fixture) -> Result<()> {
+    fx.api::<FtpServer>()
+        .delete("keep", &DeleteParams::foreground())
+        .await?;
     eventually(
         "the FtpServer and StatefulSet gone",
         Duration::from_secs(60),
@@ -944,9 +957,19 @@ async fn retained_claims_of_scaled_down_replicas_outlive_the_ftpserver() -> Resu
                 && fx.api::<StatefulSet>().get_opt("keep").await?.is_none())
         },
     )
-    .await?;
+    .await
+}
+
+/// With whenDeleted: Retain, deleting the FtpServer keeps every claim,
+/// also the one a scale-down left behind while whenDeleted was Delete.
+#[tokio::test]
+async fn retained_claims_of_scaled_down_replicas_outlive_the_ftpserver() -> Result<()> {
+    let fx = Fixture::new("op-retain").await?;
+    keep_with_a_scaled_down_claim_retained(&fx).await?;
+    delete_keep(&fx).await?;
     // Give the garbage collector time to act on the claims, were they owned.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let claims = fx.api::<PersistentVolumeClaim>();
     for name in ["data-keep-0", "data-keep-1"] {
         let claim = claims.get_opt(name).await?;
         assert!(
@@ -954,6 +977,44 @@ async fn retained_claims_of_scaled_down_replicas_outlive_the_ftpserver() -> Resu
             "{name} was deleted"
         );
     }
+    fx.operator.stop().await;
+    Ok(())
+}
+
+/// Back to whenDeleted: Delete, the claim a scale-down left behind is the
+/// StatefulSet's again, with the reference the StatefulSet controller puts
+/// on the claims of the replicas it runs, and goes with the FtpServer.
+#[tokio::test]
+async fn released_claims_go_with_the_ftpserver_again_under_delete() -> Result<()> {
+    let fx = Fixture::new("op-reown").await?;
+    keep_with_a_scaled_down_claim_retained(&fx).await?;
+    patch_keep(
+        &fx,
+        json!({"storage": {"volumeClaimTemplate": {"whenDeleted": "Delete"}}}),
+    )
+    .await?;
+    let claims = fx.api::<PersistentVolumeClaim>();
+    eventually("both claims owned again, alike", WAIT, || async {
+        let running = claims.get("data-keep-0").await?;
+        let scaled_down = claims.get("data-keep-1").await?;
+        Ok(owned_by_keep(&running).is_some()
+            && owned_by_keep(&running) == owned_by_keep(&scaled_down))
+    })
+    .await?;
+    delete_keep(&fx).await?;
+    // Deleted, or (held by the pvc-protection finalizer) being deleted.
+    eventually("both claims deleted", WAIT, || async {
+        let mut deleted = 0;
+        for name in ["data-keep-0", "data-keep-1"] {
+            deleted += claims
+                .get_opt(name)
+                .await?
+                .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+                as usize;
+        }
+        Ok(deleted == 2)
+    })
+    .await?;
     fx.operator.stop().await;
     Ok(())
 }
