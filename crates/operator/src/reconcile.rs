@@ -292,7 +292,8 @@ enum ClaimOwnership {
 /// claims of the replicas it runs: without this, a claim left behind by a
 /// scale-down while whenDeleted was Delete would go with the StatefulSet
 /// after a switch to Retain, and one released under Retain would outlive it
-/// after a switch back to Delete. Claims being deleted are left alone.
+/// after a switch back to Delete. Claims being deleted are left alone, and
+/// so, under Delete, are claims another controller has taken over.
 fn scaled_down_claims<'a>(
     ftp: &FtpServer,
     stateful_set: &StatefulSet,
@@ -311,6 +312,12 @@ fn scaled_down_claims<'a>(
             .find(|owner| owner.kind == "StatefulSet" && owner.name == set_name)
             .map(|owner| owner.uid.clone())
     };
+    let controlled = |claim: &PersistentVolumeClaim| {
+        claim
+            .owner_references()
+            .iter()
+            .any(|owner| owner.controller == Some(true))
+    };
     claims
         .into_iter()
         .filter(|claim| claim.namespace() == namespace)
@@ -325,7 +332,10 @@ fn scaled_down_claims<'a>(
                 (ClaimRetention::Retain, Some(uid)) => ClaimOwnership::Release(uid),
                 // A reference to an earlier StatefulSet of the same name is
                 // the garbage collector's to clear.
-                (ClaimRetention::Delete, None) if set_uid.is_some() => ClaimOwnership::Own,
+                // An object has one controller at most.
+                (ClaimRetention::Delete, None) if set_uid.is_some() && !controlled(claim) => {
+                    ClaimOwnership::Own
+                }
                 _ => return None,
             };
             Some((claim.name_any(), change))
@@ -621,11 +631,11 @@ mod tests {
         assert_eq!(delete, [("data-files-2".into(), ClaimOwnership::Own)]);
     }
 
-    /// Claims of other FtpServers or namespaces, claims being deleted, and
-    /// FtpServers without a claim template are left alone; a reference to
-    /// an earlier StatefulSet of the same name is released under Retain
-    /// (the StatefulSet's name is what matters) and not doubled under
-    /// Delete.
+    /// Claims of other FtpServers or namespaces, claims being deleted,
+    /// claims another controller owns (under Delete), and FtpServers
+    /// without a claim template are left alone; a reference to an earlier
+    /// StatefulSet of the same name is released under Retain (the
+    /// StatefulSet's name is what matters) and not doubled under Delete.
     #[test]
     fn scaled_down_claims_leave_others_alone() {
         let set = stateful_set();
@@ -636,7 +646,22 @@ mod tests {
         let mut deleting = claim(1, None);
         deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
         let earlier = claim(2, Some("earlier-uid"));
-        let claims = [other_instance, other_namespace, deleting, earlier];
+        let mut taken_over = claim(3, None);
+        taken_over.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "example.com/v1".into(),
+            kind: "Backup".into(),
+            name: "nightly".into(),
+            uid: "backup-uid".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        let claims = [
+            other_instance,
+            other_namespace,
+            deleting,
+            earlier,
+            taken_over,
+        ];
 
         assert_eq!(
             scaled_down_claims(&ftp(&storage("Delete")), &set, &claims),
