@@ -12,12 +12,11 @@ use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, controller, watcher};
 use kube::{Resource, ResourceExt};
-use kubeftp_api::ClaimRetention;
 
 use crate::cache::{filling, wait_filled};
 use crate::context::Context;
 use crate::labels;
-use crate::reconcile::{error_policy, reconcile};
+use crate::reconcile::{claim_change, error_policy, reconcile};
 use crate::watched::Watched;
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
@@ -85,18 +84,17 @@ pub async fn run(
                 servers.clone(),
                 writers.pods,
             ),
-            of_instance,
+            |pod| of_instance(&pod),
         )
-        // The claims carry the pods' labels (the volumeClaimTemplate's): a
-        // claim the StatefulSet still owns after a scale-down is released when
-        // whenDeleted is Retain.
+        // The claims carry the pods' labels (the volumeClaimTemplate's): the
+        // claims a scale-down left behind follow whenDeleted.
         .watches_stream(
             filling(
                 api::<PersistentVolumeClaim>(&client, namespace),
                 servers,
                 writers.claims,
             ),
-            move |claim| of_retaining_instance(&ftp_servers, claim),
+            move |claim| of_instance_to_align(&ftp_servers, claim),
         )
         .graceful_shutdown_on(shutdown);
 
@@ -151,37 +149,29 @@ pub async fn run(
 }
 
 /// The FtpServer a pod or claim belongs to, by its instance label.
-fn of_instance<K: Resource>(object: K) -> Option<ObjectRef<Watched>> {
+fn of_instance<K: Resource>(object: &K) -> Option<ObjectRef<Watched>> {
     let instance = object.labels().get(labels::INSTANCE)?;
     Some(ObjectRef::new(instance).within(&object.namespace()?))
 }
 
-/// The FtpServer a claim belongs to, if that FtpServer keeps its claims
-/// (whenDeleted: Retain): only then can a claim's change, such as a
-/// StatefulSet's owner reference the caches saw late, call for a reconcile
-/// ([`crate::reconcile`] releases such claims). The StatefulSet controller
-/// creates each claim and then updates its owner references; mapped for
-/// every FtpServer, those two events cost 2 reconciles per FtpServer that
-/// did nothing (1000 of 4273 with 500 FtpServers, `make bench-operator`).
-/// An FtpServer the store does not show yet is reconciled for its own
-/// creation anyway.
-fn of_retaining_instance(
+/// The FtpServer a claim belongs to, if the claim is one a scale-down left
+/// behind whose owner references disagree with whenDeleted
+/// ([`crate::reconcile::claim_change`]): only then does a claim's change
+/// call for a reconcile. The StatefulSet controller creates each claim and
+/// then updates its owner references; mapped for every FtpServer, those two
+/// events cost 2 reconciles per FtpServer that did nothing (1000 of 4273
+/// with 500 FtpServers, `make bench-operator`). This also catches a change
+/// the FtpServer's reconcile missed because the claims' cache was behind
+/// (a release seen only after a switch back to Delete). An FtpServer the
+/// store does not show yet is reconciled for its own creation anyway.
+fn of_instance_to_align(
     ftp_servers: &Store<Watched>,
     claim: PersistentVolumeClaim,
 ) -> Option<ObjectRef<Watched>> {
-    let owner = of_instance(claim)?;
+    let owner = of_instance(&claim)?;
     let watched = ftp_servers.get(&owner)?;
-    let template = watched
-        .0
-        .as_ref()
-        .ok()?
-        .spec
-        .storage
-        .volume_claim_template
-        .as_ref();
-    template
-        .is_some_and(|t| t.when_deleted == ClaimRetention::Retain)
-        .then_some(owner)
+    let ftp = watched.0.as_ref().ok()?;
+    claim_change(ftp, &claim).map(|_| owner)
 }
 
 /// How often the failures of deleted FtpServers are dropped.
@@ -189,37 +179,55 @@ const FORGET_DELETED_EVERY: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use kube::runtime::{reflector, watcher};
 
     use super::*;
     use crate::build::test_support::ftp;
 
-    fn claim(instance: &str) -> PersistentVolumeClaim {
+    /// The claim of replica `ordinal` of `instance`, owned by its
+    /// StatefulSet or not.
+    fn claim(instance: &str, ordinal: i32, owned: bool) -> PersistentVolumeClaim {
         let mut claim = PersistentVolumeClaim::default();
-        claim.metadata.name = Some(format!("data-{instance}-0"));
+        claim.metadata.name = Some(format!("data-{instance}-{ordinal}"));
         claim.metadata.namespace = Some("team".into());
         claim.metadata.labels = Some([(labels::INSTANCE.to_string(), instance.to_string())].into());
+        claim.metadata.owner_references = owned.then(|| {
+            vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "StatefulSet".into(),
+                name: instance.into(),
+                uid: "set-uid".into(),
+                ..Default::default()
+            }]
+        });
         claim
     }
 
-    /// A claim's change reconciles its FtpServer only if that FtpServer
-    /// retains its claims.
+    /// A claim's change reconciles its FtpServer only if the claim is one a
+    /// scale-down left behind and disagrees with whenDeleted: still owned
+    /// under Retain, released under Delete.
     #[test]
-    fn claims_reconcile_only_ftp_servers_that_retain_them() {
+    fn claims_reconcile_only_ftp_servers_they_disagree_with() {
         let (store, mut writer) = reflector::store::<Watched>();
         for (name, when_deleted) in [("keeps", "Retain"), ("deletes", "Delete")] {
             let mut server = ftp(&format!(
-                "anonymous: {{enabled: true}}\nstorage: {{volumeClaimTemplate: {{size: 1Gi, whenDeleted: {when_deleted}}}}}"
+                "anonymous: {{enabled: true}}\nreplicas: 1\nstorage: {{volumeClaimTemplate: {{size: 1Gi, whenDeleted: {when_deleted}}}}}"
             ));
             server.metadata.name = Some(name.into());
             writer.apply_watcher_event(&watcher::Event::Apply(Watched(Ok(server))));
         }
-        let mapped = |instance| of_retaining_instance(&store, claim(instance));
-        assert_eq!(
-            mapped("keeps"),
-            Some(ObjectRef::new("keeps").within("team"))
-        );
-        assert_eq!(mapped("deletes"), None);
-        assert_eq!(mapped("unknown"), None, "not in the store yet");
+        let mapped = |instance, ordinal, owned| {
+            of_instance_to_align(&store, claim(instance, ordinal, owned))
+        };
+        let keeps = Some(ObjectRef::new("keeps").within("team"));
+        let deletes = Some(ObjectRef::new("deletes").within("team"));
+        assert_eq!(mapped("keeps", 1, true), keeps);
+        assert_eq!(mapped("keeps", 1, false), None);
+        assert_eq!(mapped("keeps", 0, true), None, "a running replica's");
+        assert_eq!(mapped("deletes", 1, false), deletes);
+        assert_eq!(mapped("deletes", 1, true), None);
+        assert_eq!(mapped("deletes", 0, false), None, "a running replica's");
+        assert_eq!(mapped("unknown", 1, true), None, "not in the store yet");
     }
 }

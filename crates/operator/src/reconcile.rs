@@ -173,7 +173,9 @@ struct Applied {
 
 /// Applies the children in an order that lets pods start at once: config
 /// and Services first, then the addresses found on the Services, then the
-/// StatefulSet; finally Services of replicas that no longer exist go.
+/// StatefulSet; then Services of replicas that no longer exist go; last,
+/// the claims a scale-down left behind follow whenDeleted (so a claim the
+/// operator may not change holds up nothing else).
 ///
 /// A replica removed by a scale-down keeps its Service and address until
 /// its pod is gone: the server lets running transfers finish after SIGTERM,
@@ -213,10 +215,10 @@ async fn apply(
         .apply(build::addresses_config_map(ftp, &address_file))
         .await?;
     let stateful_set = applier.apply(children.stateful_set).await?;
-    align_scaled_down_claims(ftp, &stateful_set, ctx).await?;
     for (_, service) in gone {
         applier.delete::<Service>(&service.name_any()).await?;
     }
+    align_scaled_down_claims(ftp, &stateful_set, ctx).await?;
     Ok(Applied {
         stateful_set,
         addresses,
@@ -279,67 +281,59 @@ async fn release_node_ports(
 
 /// What a scaled-down replica's claim needs for it to follow whenDeleted.
 #[derive(Debug, PartialEq)]
-enum ClaimOwnership {
+pub(crate) enum ClaimOwnership {
     /// Retain: take off the StatefulSet's owner reference (its uid).
     Release(String),
     /// Delete: put the StatefulSet's owner reference back.
     Own,
 }
 
-/// The claims of replicas removed by a scale-down (claims are kept on
-/// scale-down) whose owner references disagree with whenDeleted, and what
-/// each needs. The StatefulSet controller moves the references only on the
-/// claims of the replicas it runs: without this, a claim left behind by a
-/// scale-down while whenDeleted was Delete would go with the StatefulSet
-/// after a switch to Retain, and one released under Retain would outlive it
-/// after a switch back to Delete. Claims being deleted are left alone, and
-/// so, under Delete, are claims another controller has taken over.
+/// What `claim` needs, if it is the claim of a replica that a scale-down
+/// removed from `ftp` (claims are kept on scale-down) and its owner
+/// references disagree with whenDeleted. The StatefulSet controller moves
+/// the references only on the claims of the replicas it runs: without this,
+/// a claim left behind by a scale-down while whenDeleted was Delete would go
+/// with the StatefulSet after a switch to Retain, and one released under
+/// Retain would outlive it after a switch back to Delete. Claims being
+/// deleted are left alone, and so, under Delete, are claims that refer to
+/// an earlier StatefulSet of the same name (the garbage collector's) or
+/// that another controller owns (an object has one controller at most).
+pub(crate) fn claim_change(
+    ftp: &FtpServer,
+    claim: &PersistentVolumeClaim,
+) -> Option<ClaimOwnership> {
+    let template = ftp.spec.storage.volume_claim_template.as_ref()?;
+    let scaled_down = claim.namespace() == ftp.namespace()
+        && claim.labels().get(labels::INSTANCE) == Some(&ftp.name_any())
+        && claim.metadata.deletion_timestamp.is_none()
+        && build::claim_ordinal(ftp, &claim.name_any())
+            .is_some_and(|ordinal| ordinal >= ftp.spec.replicas);
+    if !scaled_down {
+        return None;
+    }
+    // The StatefulSet has the FtpServer's name.
+    let references = claim.owner_references();
+    let set_reference = references
+        .iter()
+        .find(|owner| owner.kind == "StatefulSet" && owner.name == ftp.name_any());
+    let controlled = references
+        .iter()
+        .any(|owner| owner.controller == Some(true));
+    match (template.when_deleted, set_reference) {
+        (ClaimRetention::Retain, Some(set)) => Some(ClaimOwnership::Release(set.uid.clone())),
+        (ClaimRetention::Delete, None) if !controlled => Some(ClaimOwnership::Own),
+        _ => None,
+    }
+}
+
+/// The claims among `claims` that need a change ([`claim_change`]).
 fn scaled_down_claims<'a>(
     ftp: &FtpServer,
-    stateful_set: &StatefulSet,
     claims: impl IntoIterator<Item = &'a PersistentVolumeClaim>,
 ) -> Vec<(String, ClaimOwnership)> {
-    let Some(template) = ftp.spec.storage.volume_claim_template.as_ref() else {
-        return Vec::new();
-    };
-    let namespace = ftp.namespace();
-    let set_name = stateful_set.name_any();
-    let set_uid = stateful_set.uid();
-    let set_reference = |claim: &PersistentVolumeClaim| {
-        claim
-            .owner_references()
-            .iter()
-            .find(|owner| owner.kind == "StatefulSet" && owner.name == set_name)
-            .map(|owner| owner.uid.clone())
-    };
-    let controlled = |claim: &PersistentVolumeClaim| {
-        claim
-            .owner_references()
-            .iter()
-            .any(|owner| owner.controller == Some(true))
-    };
     claims
         .into_iter()
-        .filter(|claim| claim.namespace() == namespace)
-        .filter(|claim| claim.labels().get(labels::INSTANCE) == Some(&ftp.name_any()))
-        .filter(|claim| claim.metadata.deletion_timestamp.is_none())
-        .filter(|claim| {
-            build::claim_ordinal(ftp, &claim.name_any())
-                .is_some_and(|ordinal| ordinal >= ftp.spec.replicas)
-        })
-        .filter_map(|claim| {
-            let change = match (template.when_deleted, set_reference(claim)) {
-                (ClaimRetention::Retain, Some(uid)) => ClaimOwnership::Release(uid),
-                // A reference to an earlier StatefulSet of the same name is
-                // the garbage collector's to clear.
-                // An object has one controller at most.
-                (ClaimRetention::Delete, None) if set_uid.is_some() && !controlled(claim) => {
-                    ClaimOwnership::Own
-                }
-                _ => return None,
-            };
-            Some((claim.name_any(), change))
-        })
+        .filter_map(|claim| Some((claim.name_any(), claim_change(ftp, claim)?)))
         .collect()
 }
 
@@ -351,14 +345,10 @@ async fn align_scaled_down_claims(
     stateful_set: &StatefulSet,
     ctx: &Context,
 ) -> Result<(), Error> {
-    let changes = scaled_down_claims(
-        ftp,
-        stateful_set,
-        ctx.caches.claims.state().iter().map(|c| &**c),
-    );
-    if changes.is_empty() {
+    let changes = scaled_down_claims(ftp, ctx.caches.claims.state().iter().map(|c| &**c));
+    let Some(set_uid) = stateful_set.uid().filter(|_| !changes.is_empty()) else {
         return Ok(());
-    }
+    };
     let namespace = ftp.namespace().unwrap_or_default();
     let set_name = stateful_set.name_any();
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -382,7 +372,7 @@ async fn align_scaled_down_claims(
                     "apiVersion": "apps/v1",
                     "kind": "StatefulSet",
                     "name": set_name,
-                    "uid": stateful_set.uid(),
+                    "uid": set_uid,
                     "controller": true,
                     "blockOwnerDeletion": true,
                 })
@@ -394,6 +384,11 @@ async fn align_scaled_down_claims(
             Ok(_) => {}
             // Deleted meanwhile: nothing left to keep or give back.
             Err(kube::Error::Api(status)) if status.code == 404 => {}
+            // Refused as it stands now (another controller took the claim
+            // meanwhile): the claim's next event or the resync looks again.
+            Err(kube::Error::Api(status)) if status.code == 422 => {
+                tracing::warn!(claim = %name, "the claim's owner references were not changed: {}", status.message);
+            }
             Err(error) => {
                 return Err(Error::kube(format!(
                     "changing the owner references of PersistentVolumeClaim {name} (StatefulSet {set_name})"
@@ -576,15 +571,8 @@ mod tests {
     use super::*;
     use crate::build::test_support::ftp;
 
-    fn stateful_set() -> StatefulSet {
-        let mut set = StatefulSet::default();
-        set.metadata.name = Some("files".into());
-        set.metadata.namespace = Some("team".into());
-        set.metadata.uid = Some("set-uid".into());
-        set
-    }
-
-    /// The claim of replica `ordinal`, owned by the StatefulSet of `uid`.
+    /// The claim of replica `ordinal` of the FtpServer "files", owned by its
+    /// StatefulSet of `owner_uid` if given.
     fn claim(ordinal: i32, owner_uid: Option<&str>) -> PersistentVolumeClaim {
         let mut claim = PersistentVolumeClaim::default();
         claim.metadata.name = Some(format!("data-files-{ordinal}"));
@@ -612,14 +600,13 @@ mod tests {
     /// their references disagree with whenDeleted.
     #[test]
     fn scaled_down_claims_follow_when_deleted() {
-        let set = stateful_set();
         let claims = [
             claim(0, Some("set-uid")),
             claim(0, None),
             claim(1, Some("set-uid")),
             claim(2, None),
         ];
-        let retain = scaled_down_claims(&ftp(&storage("Retain")), &set, &claims);
+        let retain = scaled_down_claims(&ftp(&storage("Retain")), &claims);
         assert_eq!(
             retain,
             [(
@@ -627,7 +614,7 @@ mod tests {
                 ClaimOwnership::Release("set-uid".into())
             )]
         );
-        let delete = scaled_down_claims(&ftp(&storage("Delete")), &set, &claims);
+        let delete = scaled_down_claims(&ftp(&storage("Delete")), &claims);
         assert_eq!(delete, [("data-files-2".into(), ClaimOwnership::Own)]);
     }
 
@@ -638,13 +625,15 @@ mod tests {
     /// StatefulSet's name is what matters) and not doubled under Delete.
     #[test]
     fn scaled_down_claims_leave_others_alone() {
-        let set = stateful_set();
         let mut other_instance = claim(1, None);
         other_instance.metadata.labels = Some([(labels::INSTANCE.into(), "other".into())].into());
         let mut other_namespace = claim(1, None);
         other_namespace.metadata.namespace = Some("elsewhere".into());
-        let mut deleting = claim(1, None);
-        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let deleting = |owner_uid| {
+            let mut claim = claim(1, owner_uid);
+            claim.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+            claim
+        };
         let earlier = claim(2, Some("earlier-uid"));
         let mut taken_over = claim(3, None);
         taken_over.metadata.owner_references = Some(vec![OwnerReference {
@@ -658,23 +647,21 @@ mod tests {
         let claims = [
             other_instance,
             other_namespace,
-            deleting,
+            deleting(None),
+            deleting(Some("set-uid")),
             earlier,
             taken_over,
         ];
 
+        assert_eq!(scaled_down_claims(&ftp(&storage("Delete")), &claims), []);
         assert_eq!(
-            scaled_down_claims(&ftp(&storage("Delete")), &set, &claims),
-            []
-        );
-        assert_eq!(
-            scaled_down_claims(&ftp(&storage("Retain")), &set, &claims),
+            scaled_down_claims(&ftp(&storage("Retain")), &claims),
             [(
                 "data-files-2".into(),
                 ClaimOwnership::Release("earlier-uid".into())
             )]
         );
         let no_template = ftp("users: {secretName: u}\nreplicas: 1\nstorage: {emptyDir: {}}");
-        assert_eq!(scaled_down_claims(&no_template, &set, &claims), []);
+        assert_eq!(scaled_down_claims(&no_template, &claims), []);
     }
 }
