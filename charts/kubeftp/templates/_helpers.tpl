@@ -25,3 +25,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{- /* Non-empty if the operator may delete claims: see
+ownerReferencesPermissionEnforcement in values.yaml. */ -}}
+{{- define "kubeftp.mayDeleteClaims" -}}
+{{- $enforced := .Values.ownerReferencesPermissionEnforcement -}}
+{{- if eq (toString $enforced) "auto" -}}
+{{- if .Capabilities.APIVersions.Has "security.openshift.io/v1" }}true{{ end -}}
+{{- else if $enforced }}true{{ end -}}
+{{- end -}}

@@ -390,8 +390,15 @@ async fn align_scaled_down_claims(
                 tracing::warn!(claim = %name, "the claim's owner references were not changed: {}", status.message);
             }
             Err(error) => {
+                let forbidden = matches!(&error, kube::Error::Api(status) if status.code == 403);
+                let hint = if forbidden {
+                    "; where OwnerReferencesPermissionEnforcement is enforced, this takes delete on \
+                     persistentvolumeclaims (the chart's ownerReferencesPermissionEnforcement: true)"
+                } else {
+                    ""
+                };
                 return Err(Error::kube(format!(
-                    "changing the owner references of PersistentVolumeClaim {name} (StatefulSet {set_name})"
+                    "changing the owner references of PersistentVolumeClaim {name} (StatefulSet {set_name}){hint}"
                 ))(error));
             }
         }

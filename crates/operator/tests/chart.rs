@@ -131,12 +131,52 @@ fn rbac_grants_no_get_on_ftpservers() {
     }
 }
 
+/// Delete on claims, which the operator never uses, only where the cluster
+/// enforces OwnerReferencesPermissionEnforcement: said so, or (auto) on
+/// OpenShift, which enforces it.
+#[test]
+fn rbac_grants_delete_on_claims_only_where_owner_references_need_it() {
+    let openshift = ["--api-versions", "security.openshift.io/v1"];
+    let enforced = ["--set", "ownerReferencesPermissionEnforcement=true"];
+    let not_enforced = ["--set", "ownerReferencesPermissionEnforcement=false"];
+    for (values, may_delete) in [
+        (vec![], false),
+        (openshift.to_vec(), true),
+        (enforced.to_vec(), true),
+        ([&openshift[..], &not_enforced[..]].concat(), false),
+        (["--set", "watchNamespace=ftp"].to_vec(), false),
+        (
+            [&enforced[..], &["--set", "watchNamespace=ftp"][..]].concat(),
+            true,
+        ),
+    ] {
+        let mut args = vec!["--show-only", "templates/rbac.yaml"];
+        args.extend_from_slice(&values);
+        let rendered = succeed(&mut helm_template("t", "kubeftp", &args), None);
+        let lines: Vec<&str> = rendered.lines().collect();
+        let rule = lines
+            .iter()
+            .position(|line| line.trim() == "resources: [\"persistentvolumeclaims\"]")
+            .unwrap_or_else(|| panic!("{values:?}: no claims rule\n{rendered}"));
+        let verbs = if may_delete {
+            "verbs: [\"list\", \"watch\", \"patch\", \"delete\"]"
+        } else {
+            "verbs: [\"list\", \"watch\", \"patch\"]"
+        };
+        assert_eq!(lines[rule + 1].trim(), verbs, "{values:?}\n{rendered}");
+    }
+}
+
 #[test]
 fn values_schema_refuses_bad_values() {
     for (set, expected) in [
         ("logFormat=xml", "value must be one of 'json', 'text'"),
         ("resyncSeconds=1", "minimum"),
         ("image.pullPolicy=Sometimes", "value must be one of"),
+        (
+            "ownerReferencesPermissionEnforcement=maybe",
+            "value must be one of 'auto', true, false",
+        ),
         (
             "replicaCount=2",
             "additional properties 'replicaCount' not allowed",
@@ -345,7 +385,7 @@ async fn examples_pass_server_side_dry_run() -> Result<()> {
 #[tokio::test]
 async fn operator_works_with_exactly_the_charts_rbac() -> Result<()> {
     let ns = shared_namespace("chart-rbac").await?;
-    operator_works_with_the_charts_rbac(&ns.client, &ns.name, &ns.name, &[]).await
+    operator_works_with_the_charts_rbac(&ns.client, &ns.name, &ns.name, &ENFORCED).await
 }
 
 /// With watchNamespace the Role in that namespace (and the Nodes-only
@@ -359,7 +399,7 @@ async fn operator_works_with_the_charts_rbac_for_one_namespace() -> Result<()> {
         &release.client,
         &release.name,
         &watched.name,
-        &["--set", &watch],
+        &["--set", &watch, ENFORCED[0], ENFORCED[1]],
     )
     .await?;
 
@@ -410,16 +450,61 @@ async fn operator_works_with_the_charts_rbac_for_one_namespace() -> Result<()> {
     Ok(())
 }
 
-/// Installs the chart's ServiceAccount and RBAC in `release_namespace`
-/// (the release named after it), runs the operator as that account on
-/// `watched`, and has it create, address and scale an FtpServer there.
-async fn operator_works_with_the_charts_rbac(
-    admin_client: &kube::Client,
+/// Installed as by default (no ownerReferencesPermissionEnforcement, which
+/// auto leaves off outside OpenShift) on a cluster that enforces it, the
+/// operator may not release a claim: the FtpServer is Degraded, Forbidden,
+/// and its message says which chart value to set.
+#[tokio::test]
+async fn a_refused_claim_release_names_the_chart_value_to_set() -> Result<()> {
+    let ns = shared_namespace("chart-rbac-unenforced").await?;
+    let as_operator = as_the_charts_account(&ns.client, &ns.name, &ns.name, &[]).await?;
+    let operator = Operator::start(&as_operator, &ns.name);
+    let ftps: Api<FtpServer> = Api::namespaced(ns.client.clone(), &ns.name);
+    let spec = serde_yaml::from_str(
+        "replicas: 2\nusers: {secretName: u}\nstorage: {volumeClaimTemplate: {size: 1Gi}}",
+    )?;
+    ftps.create(&PostParams::default(), &FtpServer::new("files", spec))
+        .await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the second claim", Duration::from_secs(30), || async {
+        Ok(claims.get_opt("data-files-1").await?.is_some())
+    })
+    .await?;
+    let patch = json!({"spec": {"replicas": 1, "storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}}});
+    ftps.patch("files", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    eventually(
+        "Degraded, naming the value",
+        Duration::from_secs(30),
+        || async {
+            let ftp = ftps.get("files").await?;
+            let conditions = ftp.status.map(|s| s.conditions).unwrap_or_default();
+            Ok(conditions.iter().any(|c| {
+                c.type_ == "Degraded"
+                    && c.status == "True"
+                    && c.reason == "Forbidden"
+                    && c.message
+                        .contains("ownerReferencesPermissionEnforcement: true")
+            }))
+        },
+    )
+    .await?;
+    operator.stop().await;
+    Ok(())
+}
+
+/// The test control plane enforces OwnerReferencesPermissionEnforcement.
+const ENFORCED: [&str; 2] = ["--set", "ownerReferencesPermissionEnforcement=true"];
+
+/// Installs the chart's ServiceAccount and RBAC (with `values`) in
+/// `release_namespace`, the release named after it; returns a client that
+/// acts as that account, once its rights on `watched` apply.
+async fn as_the_charts_account(
+    client: &kube::Client,
     release_namespace: &str,
     watched: &str,
     values: &[&str],
-) -> Result<()> {
-    let client = admin_client;
+) -> Result<kube::Client> {
     support::install_crd(client).await?;
     // Cluster-scoped names are per release: name the release after the namespace.
     let release = release_namespace.to_owned();
@@ -451,6 +536,19 @@ async fn operator_works_with_the_charts_rbac(
         Ok(ftps.list(&ListParams::default()).await.is_ok())
     })
     .await?;
+    Ok(as_operator)
+}
+
+/// Installs the chart's ServiceAccount and RBAC in `release_namespace`
+/// (the release named after it), runs the operator as that account on
+/// `watched`, and has it create, address and scale an FtpServer there.
+async fn operator_works_with_the_charts_rbac(
+    client: &kube::Client,
+    release_namespace: &str,
+    watched: &str,
+    values: &[&str],
+) -> Result<()> {
+    let as_operator = as_the_charts_account(client, release_namespace, watched, values).await?;
     let operator = Operator::start(&as_operator, watched);
 
     let admin = |client: &kube::Client| Api::<FtpServer>::namespaced(client.clone(), watched);
