@@ -109,24 +109,30 @@ fn every_rbac_rule_has_its_own_comment() {
     }
 }
 
+/// The verbs line of the rule for `resource` in the chart's RBAC rendered
+/// with `values`.
+fn rbac_verbs(values: &[&str], resource: &str) -> String {
+    let mut args = vec!["--show-only", "templates/rbac.yaml"];
+    args.extend_from_slice(values);
+    let rendered = succeed(&mut helm_template("t", "kubeftp", &args), None);
+    let lines: Vec<&str> = rendered.lines().collect();
+    let rule = lines
+        .iter()
+        .position(|line| line.trim() == format!("resources: [\"{resource}\"]"))
+        .unwrap_or_else(|| panic!("{values:?}: no {resource} rule\n{rendered}"));
+    lines[rule + 1].trim().to_owned()
+}
+
 /// The operator lists and watches FtpServers and reads them from the
 /// watch's cache; kube-rs' Controller never gets one either. The
 /// operator_works_with_* tests show that this is enough.
 #[test]
 fn rbac_grants_no_get_on_ftpservers() {
     for values in [&[][..], &["--set", "watchNamespace=ftp"]] {
-        let mut args = vec!["--show-only", "templates/rbac.yaml"];
-        args.extend_from_slice(values);
-        let rendered = succeed(&mut helm_template("t", "kubeftp", &args), None);
-        let lines: Vec<&str> = rendered.lines().collect();
-        let rule = lines
-            .iter()
-            .position(|line| line.trim() == "resources: [\"ftpservers\"]")
-            .unwrap_or_else(|| panic!("{values:?}: no ftpservers rule\n{rendered}"));
         assert_eq!(
-            lines[rule + 1].trim(),
+            rbac_verbs(values, "ftpservers"),
             "verbs: [\"list\", \"watch\"]",
-            "{values:?}\n{rendered}"
+            "{values:?}"
         );
     }
 }
@@ -150,20 +156,16 @@ fn rbac_grants_delete_on_claims_only_where_owner_references_need_it() {
             true,
         ),
     ] {
-        let mut args = vec!["--show-only", "templates/rbac.yaml"];
-        args.extend_from_slice(&values);
-        let rendered = succeed(&mut helm_template("t", "kubeftp", &args), None);
-        let lines: Vec<&str> = rendered.lines().collect();
-        let rule = lines
-            .iter()
-            .position(|line| line.trim() == "resources: [\"persistentvolumeclaims\"]")
-            .unwrap_or_else(|| panic!("{values:?}: no claims rule\n{rendered}"));
         let verbs = if may_delete {
             "verbs: [\"list\", \"watch\", \"patch\", \"delete\"]"
         } else {
             "verbs: [\"list\", \"watch\", \"patch\"]"
         };
-        assert_eq!(lines[rule + 1].trim(), verbs, "{values:?}\n{rendered}");
+        assert_eq!(
+            rbac_verbs(&values, "persistentvolumeclaims"),
+            verbs,
+            "{values:?}"
+        );
     }
 }
 
