@@ -345,8 +345,16 @@ async fn align_scaled_down_claims(
     stateful_set: &StatefulSet,
     ctx: &Context,
 ) -> Result<(), Error> {
+    // Most FtpServers have no claims: skip the pass over the cache.
+    if ftp.spec.storage.volume_claim_template.is_none() {
+        return Ok(());
+    }
     let changes = scaled_down_claims(ftp, ctx.caches.claims.state().iter().map(|c| &**c));
-    let Some(set_uid) = stateful_set.uid().filter(|_| !changes.is_empty()) else {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    // An applied StatefulSet always has one.
+    let Some(set_uid) = stateful_set.uid() else {
         return Ok(());
     };
     let namespace = ftp.namespace().unwrap_or_default();
