@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -468,12 +468,33 @@ async fn a_refused_claim_release_names_the_chart_value_to_set() -> Result<()> {
     ftps.create(&PostParams::default(), &FtpServer::new("files", spec))
         .await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ns.client.clone(), &ns.name);
-    eventually("the second claim", Duration::from_secs(30), || async {
-        Ok(claims.get_opt("data-files-1").await?.is_some())
+    // Owned by the StatefulSet first: a claim the StatefulSet controller
+    // never owned (Retain came first) has nothing to release.
+    eventually(
+        "the second claim, owned",
+        Duration::from_secs(30),
+        || async {
+            Ok(claims.get_opt("data-files-1").await?.is_some_and(|claim| {
+                claim
+                    .owner_references()
+                    .iter()
+                    .any(|owner| owner.kind == "StatefulSet")
+            }))
+        },
+    )
+    .await?;
+    // Scaled down first: while the pod still exists, the StatefulSet
+    // controller releases its claim itself.
+    let scale_down = json!({"spec": {"replicas": 1}});
+    ftps.patch("files", &PatchParams::default(), &Patch::Merge(&scale_down))
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the second pod to go", Duration::from_secs(30), || async {
+        Ok(pods.get_opt("files-1").await?.is_none())
     })
     .await?;
-    let patch = json!({"spec": {"replicas": 1, "storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}}});
-    ftps.patch("files", &PatchParams::default(), &Patch::Merge(&patch))
+    let retain = json!({"spec": {"storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}}});
+    ftps.patch("files", &PatchParams::default(), &Patch::Merge(&retain))
         .await?;
     eventually(
         "Degraded, naming the value",
