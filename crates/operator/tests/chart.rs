@@ -598,6 +598,26 @@ async fn operator_works_with_the_charts_rbac(
             .is_some_and(|d| d.get("files-0").map(String::as_str) == Some("203.0.113.30")))
     })
     .await?;
+    // The StatefulSet controller makes the second claim with the second
+    // pod; a scale-down before that leaves no claim for whenDeleted below.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), watched);
+    let owned = |claim: &PersistentVolumeClaim| {
+        claim
+            .owner_references()
+            .iter()
+            .any(|owner| owner.kind == "StatefulSet" && owner.name == "files")
+    };
+    eventually(
+        "the second claim, owned",
+        Duration::from_secs(30),
+        || async {
+            Ok(claims
+                .get_opt("data-files-1")
+                .await?
+                .is_some_and(|c| owned(&c)))
+        },
+    )
+    .await?;
     // Scaling down deletes a Service; the address makes an Event.
     admin(client)
         .patch(
@@ -631,13 +651,6 @@ async fn operator_works_with_the_charts_rbac(
     // plane), changing a claim's owner references takes delete on claims,
     // and a reference with blockOwnerDeletion update on the owner's
     // finalizers.
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), watched);
-    let owned = |claim: &PersistentVolumeClaim| {
-        claim
-            .owner_references()
-            .iter()
-            .any(|owner| owner.kind == "StatefulSet" && owner.name == "files")
-    };
     for (when_deleted, want_owned) in [("Retain", false), ("Delete", true)] {
         let patch =
             json!({"spec": {"storage": {"volumeClaimTemplate": {"whenDeleted": when_deleted}}}});
