@@ -19,7 +19,10 @@ use kubeftp_testenv::{TestNamespace, shared_namespace};
 use serde_json::json;
 use support::{Operator, eventually};
 
-const WAIT: Duration = Duration::from_secs(30);
+/// How long a test waits for what the operator and the controllers do:
+/// generous, as tests run four at a time on two cores (and waits end as
+/// soon as the outcome is there).
+const WAIT: Duration = Duration::from_secs(60);
 
 struct Fixture {
     ns: TestNamespace,
@@ -86,6 +89,26 @@ impl Fixture {
             .status
             .and_then(|s| s.endpoints.get(ordinal).cloned())
             .and_then(|e| e.address))
+    }
+
+    /// Waits until the StatefulSet controller has made `replicas` pods and
+    /// written the StatefulSet's status, the FtpServer's status shows it,
+    /// and the operator has stopped writing: every later write is then the
+    /// test's doing.
+    async fn settled(&self, name: &str, replicas: i32) -> Result<()> {
+        eventually("the StatefulSet's status, reflected", WAIT, || async {
+            let Some(set) = self.api::<StatefulSet>().get_opt(name).await? else {
+                return Ok(false);
+            };
+            let status = set.status.unwrap_or_default();
+            let ftp = self.ftp(name).await?.status.unwrap_or_default();
+            Ok(status.observed_generation == set.metadata.generation
+                && status.replicas == replicas
+                && status.updated_replicas == Some(replicas)
+                && ftp.replicas == replicas)
+        })
+        .await?;
+        support::quiet(&self.operator).await
     }
 
     async fn condition(&self, name: &str, type_: &str) -> Result<Option<(String, String)>> {
@@ -770,7 +793,9 @@ async fn deleting_the_ftpserver_collects_its_children() -> Result<()> {
     fx.api::<FtpServer>()
         .delete("files", &DeleteParams::foreground())
         .await?;
-    eventually("garbage collection", Duration::from_secs(60), || async {
+    // The garbage collector handles a new kind's objects once it has
+    // rediscovered the API, every 30 s: the CRD may be that new.
+    eventually("garbage collection", Duration::from_secs(90), || async {
         Ok(fx.service_names("files").await?.is_empty()
             && fx.api::<StatefulSet>().get_opt("files").await?.is_none()
             && fx
@@ -864,7 +889,7 @@ async fn turning_node_port_allocation_off_frees_the_node_ports() -> Result<()> {
     );
 
     // A later reconcile finds nothing to release.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    fx.settled("lb", 1).await?;
     let writes = fx.operator.metrics.total_writes();
     let reconciles = fx.operator.metrics.reconciliations.get();
     let poke = json!({"metadata": {"annotations": {"example.com/poke": "1"}}});
@@ -951,7 +976,7 @@ async fn delete_keep(fx: &Fixture) -> Result<()> {
         .await?;
     eventually(
         "the FtpServer and StatefulSet gone",
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         || async {
             Ok(fx.api::<FtpServer>().get_opt("keep").await?.is_none()
                 && fx.api::<StatefulSet>().get_opt("keep").await?.is_none())
@@ -1218,8 +1243,7 @@ resources:
             == Some(("True".into(), "AddressesKnown".into())))
     })
     .await?;
-    // Let the last watch events drain.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    fx.settled("files", 2).await?;
     // The apiserver did rewrite the quantities, so the test means something.
     let set = fx.api::<StatefulSet>().get("files").await?;
     let pod = set.spec.unwrap().template.spec.unwrap();
@@ -1303,8 +1327,7 @@ async fn a_restarted_operator_writes_nothing() -> Result<()> {
             && fx.condition("files", "Ready").await?.is_some())
     })
     .await?;
-    // Let the last watch events drain, then restart.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    fx.settled("files", 2).await?;
     let Fixture { ns, operator } = fx;
     operator.stop().await;
     let restarted = Operator::start(&ns.client, &ns.name);
@@ -1358,16 +1381,19 @@ async fn refused_children_show_as_degraded() -> Result<()> {
     );
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(fx.ns.client.clone(), &fx.ns.name);
-    let warned = events
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .any(|e| {
-            e.type_.as_deref() == Some("Warning")
-                && e.reason.as_deref() == Some("Rejected")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("second")
-        });
-    assert!(warned, "no Warning event for the refused Service");
+    // The Event follows the status.
+    eventually("a Warning event for the refused Service", WAIT, || async {
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .into_iter()
+            .any(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("Rejected")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("second")
+            }))
+    })
+    .await?;
     // The first FtpServer's status is written after its Service; wait for it.
     eventually("the first not Degraded", WAIT, || async {
         Ok(fx.condition("first", "Degraded").await? == Some(("False".into(), "AsExpected".into())))

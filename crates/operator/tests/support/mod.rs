@@ -72,6 +72,25 @@ where
     }
 }
 
+/// Waits until `operator` has written nothing for 3 s, for at most 60 s:
+/// tests of what happens without changes start from there, not while the
+/// controllers are still catching up.
+pub async fn quiet(operator: &Operator) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = operator.metrics.total_writes();
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = operator.metrics.total_writes();
+        if now == last {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the operator still writes after 60 s");
+        }
+        last = now;
+    }
+}
+
 /// An operator running in this test's process, watching one namespace.
 pub struct Operator {
     pub metrics: kubeftp_operator::metrics::Metrics,
