@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::ResourceExt;
@@ -21,6 +22,11 @@ use serde_json::json;
 use support::{Operator, eventually};
 
 const KUBE_VERSION: &str = "1.34.4";
+
+/// How long a test waits for what the operator and the controllers do:
+/// generous, as tests run four at a time on two cores (and waits end as
+/// soon as the outcome is there).
+const WAIT: Duration = Duration::from_secs(60);
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -470,18 +476,14 @@ async fn a_refused_claim_release_names_the_chart_value_to_set() -> Result<()> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ns.client.clone(), &ns.name);
     // Owned by the StatefulSet first: a claim the StatefulSet controller
     // never owned (Retain came first) has nothing to release.
-    eventually(
-        "the second claim, owned",
-        Duration::from_secs(30),
-        || async {
-            Ok(claims.get_opt("data-files-1").await?.is_some_and(|claim| {
-                claim
-                    .owner_references()
-                    .iter()
-                    .any(|owner| owner.kind == "StatefulSet")
-            }))
-        },
-    )
+    eventually("the second claim, owned", WAIT, || async {
+        Ok(claims.get_opt("data-files-1").await?.is_some_and(|claim| {
+            claim
+                .owner_references()
+                .iter()
+                .any(|owner| owner.kind == "StatefulSet")
+        }))
+    })
     .await?;
     // Scaled down first: while the pod still exists, the StatefulSet
     // controller releases its claim itself.
@@ -489,28 +491,31 @@ async fn a_refused_claim_release_names_the_chart_value_to_set() -> Result<()> {
     ftps.patch("files", &PatchParams::default(), &Patch::Merge(&scale_down))
         .await?;
     let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
-    eventually("the second pod to go", Duration::from_secs(30), || async {
-        Ok(pods.get_opt("files-1").await?.is_none())
+    // Gone, and the StatefulSet controller knows it: one that still saw
+    // the pod would release its claim itself, leaving nothing to refuse.
+    let sets: Api<StatefulSet> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("the second pod to go", WAIT, || async {
+        let set = sets.get("files").await?;
+        let status = set.status.unwrap_or_default();
+        Ok(pods.get_opt("files-1").await?.is_none()
+            && status.observed_generation == set.metadata.generation
+            && status.replicas == 1)
     })
     .await?;
     let retain = json!({"spec": {"storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}}});
     ftps.patch("files", &PatchParams::default(), &Patch::Merge(&retain))
         .await?;
-    eventually(
-        "Degraded, naming the value",
-        Duration::from_secs(30),
-        || async {
-            let ftp = ftps.get("files").await?;
-            let conditions = ftp.status.map(|s| s.conditions).unwrap_or_default();
-            Ok(conditions.iter().any(|c| {
-                c.type_ == "Degraded"
-                    && c.status == "True"
-                    && c.reason == "Forbidden"
-                    && c.message
-                        .contains("ownerReferencesPermissionEnforcement: true")
-            }))
-        },
-    )
+    eventually("Degraded, naming the value", WAIT, || async {
+        let ftp = ftps.get("files").await?;
+        let conditions = ftp.status.map(|s| s.conditions).unwrap_or_default();
+        Ok(conditions.iter().any(|c| {
+            c.type_ == "Degraded"
+                && c.status == "True"
+                && c.reason == "Forbidden"
+                && c.message
+                    .contains("ownerReferencesPermissionEnforcement: true")
+        }))
+    })
     .await?;
     operator.stop().await;
     Ok(())
@@ -555,7 +560,7 @@ async fn as_the_charts_account(
     let as_operator = kube::Client::try_from(config)?;
     // RBAC bindings can take a moment to reach the authorizer's cache.
     let ftps: Api<FtpServer> = Api::namespaced(as_operator.clone(), watched);
-    eventually("the role to apply", Duration::from_secs(30), || async {
+    eventually("the role to apply", WAIT, || async {
         Ok(ftps.list(&ListParams::default()).await.is_ok())
     })
     .await?;
@@ -582,7 +587,7 @@ async fn operator_works_with_the_charts_rbac(
         .create(&PostParams::default(), &FtpServer::new("files", spec))
         .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), watched);
-    eventually("both Services", Duration::from_secs(30), || async {
+    eventually("both Services", WAIT, || async {
         Ok(services.get_opt("files-1").await?.is_some())
     })
     .await?;
@@ -591,7 +596,7 @@ async fn operator_works_with_the_charts_rbac(
         .patch_status("files-0", &PatchParams::default(), &Patch::Merge(&ingress))
         .await?;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), watched);
-    eventually("the address", Duration::from_secs(30), || async {
+    eventually("the address", WAIT, || async {
         let map = maps.get_opt("files-addresses").await?;
         Ok(map
             .and_then(|m| m.data)
@@ -607,16 +612,12 @@ async fn operator_works_with_the_charts_rbac(
             .iter()
             .any(|owner| owner.kind == "StatefulSet" && owner.name == "files")
     };
-    eventually(
-        "the second claim, owned",
-        Duration::from_secs(30),
-        || async {
-            Ok(claims
-                .get_opt("data-files-1")
-                .await?
-                .is_some_and(|c| owned(&c)))
-        },
-    )
+    eventually("the second claim, owned", WAIT, || async {
+        Ok(claims
+            .get_opt("data-files-1")
+            .await?
+            .is_some_and(|c| owned(&c)))
+    })
     .await?;
     // Scaling down deletes a Service; the address makes an Event.
     admin(client)
@@ -626,24 +627,18 @@ async fn operator_works_with_the_charts_rbac(
             &Patch::Merge(&json!({"spec": {"replicas": 1}})),
         )
         .await?;
-    eventually(
-        "the extra Service to go",
-        Duration::from_secs(30),
-        || async { Ok(services.get_opt("files-1").await?.is_none()) },
-    )
+    eventually("the extra Service to go", WAIT, || async {
+        Ok(services.get_opt("files-1").await?.is_none())
+    })
     .await?;
     // The status (and its Event) follow the deletion in the same reconcile.
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), watched);
-    eventually(
-        "an AddressesKnown event",
-        Duration::from_secs(30),
-        || async {
-            let list = events.list(&ListParams::default()).await?;
-            Ok(list
-                .into_iter()
-                .any(|e| e.reason.as_deref() == Some("AddressesKnown")))
-        },
-    )
+    eventually("an AddressesKnown event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await?;
+        Ok(list
+            .into_iter()
+            .any(|e| e.reason.as_deref() == Some("AddressesKnown")))
+    })
     .await?;
     // whenDeleted moves the StatefulSet's owner reference on the claim the
     // scale-down left behind: off for Retain, back on for Delete. Where
@@ -658,7 +653,7 @@ async fn operator_works_with_the_charts_rbac(
             .patch("files", &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         let wanted = format!("data-files-1 owned by the StatefulSet: {want_owned}");
-        eventually(&wanted, Duration::from_secs(30), || async {
+        eventually(&wanted, WAIT, || async {
             Ok(owned(&claims.get("data-files-1").await?) == want_owned)
         })
         .await?;
