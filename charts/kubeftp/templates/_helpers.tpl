@@ -26,9 +26,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{- /* Non-empty if the operator may delete claims: see
-ownerReferencesPermissionEnforcement in values.yaml. */ -}}
-{{- define "kubeftp.mayDeleteClaims" -}}
+{{- /* Non-empty if the cluster enforces OwnerReferencesPermissionEnforcement,
+so the operator needs delete on what it changes the owner references of:
+see ownerReferencesPermissionEnforcement in values.yaml. */ -}}
+{{- define "kubeftp.ownerReferencesEnforced" -}}
 {{- $enforced := .Values.ownerReferencesPermissionEnforcement -}}
 {{- if eq (toString $enforced) "auto" -}}
 {{- if .Capabilities.APIVersions.Has "security.openshift.io/v1" }}true{{ end -}}

@@ -52,15 +52,17 @@ impl Applier<'_> {
             .annotations_mut()
             .insert(APPLIED_HASH.into(), hash.clone());
 
-        let ours = match cached(K::store(self.caches), self.namespace, &name) {
+        // `adopting`: ours, but without this FtpServer's reference, as an
+        // FtpServer deleted with `--cascade=orphan` leaves its children.
+        let (ours, adopting) = match cached(K::store(self.caches), self.namespace, &name) {
             Some(live) if up_to_date(&desired, &live) => return Ok(live),
-            Some(_) => true,
+            Some(live) => (true, controller_uid(&live) != controller_uid(&desired)),
             // Not among the operator's children (the caches hold only
             // those): an object of that name may still exist, made by
             // someone else. Applying would take it over.
             None => {
                 self.check_not_taken(&desired, &kind, &name).await?;
-                false
+                (false, false)
             }
         };
         tracing::info!(%kind, %name, "applying");
@@ -83,7 +85,23 @@ impl Applier<'_> {
             }
             applied => applied,
         }
-        .map_err(Error::kube(format!("applying {kind} {name}")))
+        .map_err(|error| {
+            let forbidden = matches!(&error, kube::Error::Api(status) if status.code == 403);
+            let action = if adopting && forbidden {
+                // Clusters enforcing OwnerReferencesPermissionEnforcement let
+                // only those who may delete an object change its owner
+                // references.
+                format!(
+                    "adopting {kind} {name}; where OwnerReferencesPermissionEnforcement is \
+                     enforced, this takes delete on {} (the chart's \
+                     ownerReferencesPermissionEnforcement: true)",
+                    K::plural(&())
+                )
+            } else {
+                format!("applying {kind} {name}")
+            };
+            Error::kube(action)(error)
+        })
     }
 
     /// Fails with [`Error::NameTaken`] if an object named `name` exists
@@ -100,22 +118,13 @@ impl Applier<'_> {
             .get_opt(name)
             .await
             .map_err(Error::kube(format!("reading {kind} {name}")))?;
-        let controller = |object: &K| {
-            let owners = object
-                .meta()
-                .owner_references
-                .as_deref()
-                .unwrap_or_default();
-            owners
-                .iter()
-                .find(|owner| owner.controller == Some(true))
-                .map(|owner| owner.uid.clone())
-        };
         match live {
-            Some(live) if controller(&live) != controller(desired) => Err(Error::NameTaken {
-                kind: kind.to_string(),
-                name: name.to_string(),
-            }),
+            Some(live) if controller_uid(&live) != controller_uid(desired) => {
+                Err(Error::NameTaken {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -137,6 +146,15 @@ impl Applier<'_> {
             Err(error) => Err(Error::kube(format!("deleting {kind} {name}"))(error)),
         }
     }
+}
+
+/// The uid of the object's controlling owner, if it has one.
+fn controller_uid<K: Resource>(object: &K) -> Option<&str> {
+    let owners = object.meta().owner_references.as_deref()?;
+    owners
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+        .map(|owner| owner.uid.as_str())
 }
 
 /// A digest of the object as the operator would apply it.

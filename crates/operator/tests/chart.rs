@@ -143,11 +143,12 @@ fn rbac_grants_no_get_on_ftpservers() {
     }
 }
 
-/// Delete on claims, which the operator never uses, only where the cluster
-/// enforces OwnerReferencesPermissionEnforcement: said so, or (auto) on
-/// OpenShift, which enforces it.
+/// Delete on StatefulSets, ConfigMaps and claims, which the operator never
+/// uses, only where the cluster enforces
+/// OwnerReferencesPermissionEnforcement: said so, or (auto) on OpenShift,
+/// which enforces it.
 #[test]
-fn rbac_grants_delete_on_claims_only_where_owner_references_need_it() {
+fn rbac_grants_delete_only_where_owner_references_need_it() {
     let openshift = ["--api-versions", "security.openshift.io/v1"];
     let enforced = ["--set", "ownerReferencesPermissionEnforcement=true"];
     let not_enforced = ["--set", "ownerReferencesPermissionEnforcement=false"];
@@ -162,16 +163,24 @@ fn rbac_grants_delete_on_claims_only_where_owner_references_need_it() {
             true,
         ),
     ] {
-        let verbs = if may_delete {
-            "verbs: [\"list\", \"watch\", \"patch\", \"delete\"]"
-        } else {
-            "verbs: [\"list\", \"watch\", \"patch\"]"
-        };
-        assert_eq!(
-            rbac_verbs(&values, "persistentvolumeclaims"),
-            verbs,
-            "{values:?}"
-        );
+        for (resource, verbs) in [
+            (
+                "statefulsets",
+                "\"get\", \"list\", \"watch\", \"create\", \"patch\"",
+            ),
+            (
+                "configmaps",
+                "\"get\", \"list\", \"watch\", \"create\", \"patch\"",
+            ),
+            ("persistentvolumeclaims", "\"list\", \"watch\", \"patch\""),
+        ] {
+            let delete = if may_delete { ", \"delete\"" } else { "" };
+            assert_eq!(
+                rbac_verbs(&values, resource),
+                format!("verbs: [{verbs}{delete}]"),
+                "{values:?}"
+            );
+        }
     }
 }
 
@@ -442,7 +451,9 @@ async fn operator_works_with_the_charts_rbac_for_one_namespace() -> Result<()> {
         ("delete", "services"),
         ("list", "pods"),
         ("patch", "statefulsets"),
+        ("delete", "statefulsets"),
         ("list", "configmaps"),
+        ("delete", "configmaps"),
         ("patch", "persistentvolumeclaims"),
         ("delete", "persistentvolumeclaims"),
     ] {
@@ -519,6 +530,157 @@ async fn a_refused_claim_release_names_the_chart_value_to_set() -> Result<()> {
     .await?;
     operator.stop().await;
     Ok(())
+}
+
+/// An FtpServer deleted with `--cascade=orphan` leaves its children
+/// without owner references; created again, it adopts them. Where
+/// OwnerReferencesPermissionEnforcement is enforced, giving an object an
+/// owner reference takes delete on it, which the chart grants with
+/// ownerReferencesPermissionEnforcement.
+#[tokio::test]
+async fn a_recreated_ftpserver_adopts_the_children_an_orphaning_delete_left() -> Result<()> {
+    let ns = shared_namespace("chart-rbac-adopt").await?;
+    let as_operator = as_the_charts_account(&ns.client, &ns.name, &ns.name, &ENFORCED).await?;
+    let operator = Operator::start(&as_operator, &ns.name);
+    let children = orphan_and_recreate(&ns.client, &ns.name).await?;
+    eventually("every child owned by the new FtpServer", WAIT, || async {
+        let uid = Api::<FtpServer>::namespaced(ns.client.clone(), &ns.name)
+            .get("files")
+            .await?
+            .uid();
+        Ok(children_controllers(&ns.client, &ns.name)
+            .await?
+            .iter()
+            .all(|(_, controller)| *controller == uid))
+    })
+    .await?;
+    assert_eq!(
+        children_controllers(&ns.client, &ns.name).await?.len(),
+        children,
+        "the adopted children"
+    );
+    let failures = operator.metrics.failures.clone();
+    operator.stop().await;
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("f", "", failures);
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    assert!(!text.contains("Forbidden"), "forbidden requests: {text}");
+    Ok(())
+}
+
+/// Without ownerReferencesPermissionEnforcement, on a cluster that
+/// enforces it, the adoption is refused: Degraded, and the message names
+/// the value to set.
+#[tokio::test]
+async fn a_refused_adoption_names_the_chart_value_to_set() -> Result<()> {
+    let ns = shared_namespace("chart-rbac-adopt-unenforced").await?;
+    let as_operator = as_the_charts_account(&ns.client, &ns.name, &ns.name, &[]).await?;
+    let operator = Operator::start(&as_operator, &ns.name);
+    orphan_and_recreate(&ns.client, &ns.name).await?;
+    let ftps: Api<FtpServer> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually("Degraded, naming the value", WAIT, || async {
+        let ftp = ftps.get("files").await?;
+        let conditions = ftp.status.map(|s| s.conditions).unwrap_or_default();
+        Ok(conditions.iter().any(|c| {
+            c.type_ == "Degraded"
+                && c.status == "True"
+                && c.reason == "Forbidden"
+                && c.message.contains("adopting")
+                && c.message
+                    .contains("ownerReferencesPermissionEnforcement: true")
+        }))
+    })
+    .await?;
+    operator.stop().await;
+    Ok(())
+}
+
+/// Creates the FtpServer "files" in `namespace` (the operator runs), waits
+/// for its children, deletes it with orphan propagation, waits for the
+/// garbage collector to take its references off them, and creates it
+/// again. Returns how many children it had.
+async fn orphan_and_recreate(client: &kube::Client, namespace: &str) -> Result<usize> {
+    let ftps: Api<FtpServer> = Api::namespaced(client.clone(), namespace);
+    let spec = serde_yaml::from_str("users: {secretName: u}\nstorage: {emptyDir: {}}")?;
+    let ftp = ftps
+        .create(&PostParams::default(), &FtpServer::new("files", spec))
+        .await?;
+    let first = ftp.uid();
+    // The StatefulSet, its two ConfigMaps and the replica's Service.
+    eventually("the children", WAIT, || async {
+        let children = children_controllers(client, namespace).await?;
+        Ok(children.len() == 4 && children.iter().all(|(_, c)| *c == first))
+    })
+    .await?;
+    let children = children_controllers(client, namespace).await?.len();
+    ftps.delete(
+        "files",
+        &kube::api::DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+            ..Default::default()
+        },
+    )
+    .await?;
+    // The garbage collector handles a new kind's objects once it has
+    // rediscovered the API, every 30 s: the CRD may be that new.
+    eventually(
+        "the FtpServer gone, its children orphaned",
+        Duration::from_secs(90),
+        || async {
+            let orphaned = children_controllers(client, namespace)
+                .await?
+                .iter()
+                .all(|(_, controller)| controller.is_none());
+            Ok(ftps.get_opt("files").await?.is_none() && orphaned)
+        },
+    )
+    .await?;
+    let spec = serde_yaml::from_str("users: {secretName: u}\nstorage: {emptyDir: {}}")?;
+    ftps.create(&PostParams::default(), &FtpServer::new("files", spec))
+        .await?;
+    Ok(children)
+}
+
+/// The FtpServer "files"' children in `namespace` (by its instance label)
+/// and the uid of each one's controller.
+async fn children_controllers(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Vec<(String, Option<String>)>> {
+    let by_label = ListParams::default().labels("app.kubernetes.io/instance=files");
+    let controller = |kind: &str, meta: &kube::api::ObjectMeta| {
+        let uid = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|owner| owner.controller == Some(true) && owner.kind == "FtpServer")
+            .map(|owner| owner.uid.clone());
+        (
+            format!("{kind} {}", meta.name.clone().unwrap_or_default()),
+            uid,
+        )
+    };
+    let mut children = Vec::new();
+    for set in Api::<StatefulSet>::namespaced(client.clone(), namespace)
+        .list(&by_label)
+        .await?
+    {
+        children.push(controller("StatefulSet", &set.metadata));
+    }
+    for map in Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .list(&by_label)
+        .await?
+    {
+        children.push(controller("ConfigMap", &map.metadata));
+    }
+    for service in Api::<Service>::namespaced(client.clone(), namespace)
+        .list(&by_label)
+        .await?
+    {
+        children.push(controller("Service", &service.metadata));
+    }
+    Ok(children)
 }
 
 /// The test control plane enforces OwnerReferencesPermissionEnforcement.
