@@ -745,7 +745,16 @@ async fn edited_or_deleted_children_are_put_back() -> Result<()> {
             .map(|p| p.port)
             .collect()
     };
+    let node_ports = |service: Service| -> Vec<Option<i32>> {
+        let ports = service.spec.unwrap().ports.unwrap();
+        ports.iter().map(|p| p.node_port).collect()
+    };
     let before = ports(services.get("files-0").await?);
+    let node_ports_before = node_ports(services.get("files-0").await?);
+    assert!(
+        node_ports_before.iter().all(Option::is_some),
+        "a LoadBalancer Service with node ports: {node_ports_before:?}"
+    );
     let edit = json!([{"op": "replace", "path": "/spec/ports/1/port", "value": 30100}]);
     services
         .patch(
@@ -758,6 +767,15 @@ async fn edited_or_deleted_children_are_put_back() -> Result<()> {
         Ok(ports(services.get("files-0").await?) == before)
     })
     .await?;
+    // Replacing the lists kept the node ports of the ports left as they
+    // were (a load balancer sending to them would lose its backends).
+    let node_ports_after = node_ports(services.get("files-0").await?);
+    for (index, (before, after)) in node_ports_before.iter().zip(&node_ports_after).enumerate() {
+        assert!(after.is_some(), "port {index} has no node port");
+        if index != 1 {
+            assert_eq!(before, after, "port {index}'s node port changed");
+        }
+    }
     assert_eq!(
         fx.condition("files", "Degraded").await?,
         Some(("False".into(), "AsExpected".into()))
