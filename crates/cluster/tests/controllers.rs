@@ -12,19 +12,21 @@ use kubeftp_cluster::load_balancer::{self, Pool};
 use kubeftp_cluster::storage;
 use serde_json::json;
 
-/// Polls `check` every 100 ms until it returns `Some`, for up to 30 s.
+/// Polls `check` every 100 ms until it returns `Some`, for up to 60 s:
+/// generous, as tests run four at a time on two cores (the wait ends as
+/// soon as the outcome is there).
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,
 {
-    for _ in 0..300 {
+    for _ in 0..600 {
         if let Some(value) = check().await? {
             return Ok(value);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("{what}: not within 30 s")
+    bail!("{what}: not within 60 s")
 }
 
 fn service(name: &str, type_: &str) -> Service {
