@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp bench-operator \
+.PHONY: test test-latest deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp bench-operator \
 	images up down e2e
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
@@ -18,6 +18,15 @@ test: deps fmt-check lint tools
 	$(CARGO) test --workspace --locked --exclude kubeftp-e2e -- --test-threads=4
 	$(CARGO) test --locked -p kubeftp-e2e --lib
 	$(CARGO) build --locked -p kubeftp-e2e --tests
+	$(MAKE) --no-print-directory test-latest
+
+## The control-plane tests (the operator's, the chart's, the API's) again,
+## against the newest Kubernetes' kube-apiserver and kube-controller-manager
+## (KUBERNETES_LATEST_VERSION in e2e/tools/VERSIONS).
+test-latest: tools
+	@dir=$$(./e2e/tools/build.sh --latest) && echo "test-latest: $$($$dir/kube-apiserver --version) in $$dir"
+	KUBEFTP_TOOLS_DIR=$$(./e2e/tools/build.sh --latest --print) \
+		$(CARGO) test --locked -p kubeftp-operator -p kubeftp-integration-tests --test '*' -- --test-threads=4
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

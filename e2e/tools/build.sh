@@ -3,8 +3,15 @@
 # directory outside the checkout, keyed by version, skipping binaries that
 # are already there. Prints the binary directory on stdout when done.
 #
-#   e2e/tools/build.sh           build what is missing
-#   e2e/tools/build.sh --print   only print the binary directory
+#   e2e/tools/build.sh                   build what is missing
+#   e2e/tools/build.sh --print           only print the binary directory
+#   e2e/tools/build.sh --latest          also build the newest Kubernetes'
+#                                        kube-apiserver and
+#                                        kube-controller-manager
+#                                        (KUBERNETES_LATEST_VERSION) into a
+#                                        directory of their own, beside links
+#                                        to the pinned etcd, helm and kubectl
+#   e2e/tools/build.sh --latest --print  only print that directory
 #
 # Environment: KUBEFTP_TOOLS_DIR overrides the binary directory; GOCACHE and
 # GOMODCACHE default to directories under the kubeftp cache, which survive
@@ -19,8 +26,19 @@ cache_root="${XDG_CACHE_HOME:-${HOME:-}/.cache}/kubeftp"
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
 bin="${KUBEFTP_TOOLS_DIR:-$cache_root/tools/$key/bin}"
 
-if [[ "${1:-}" == "--print" ]]; then
-  echo "$bin"
+latest="" print=""
+for arg in "$@"; do
+  case "$arg" in
+    --latest) latest=yes ;;
+    --print) print=yes ;;
+    *) echo "tools: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+latest_key="k8s-${KUBERNETES_LATEST_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
+latest_bin="$cache_root/tools/$latest_key/bin"
+
+if [[ -n "$print" ]]; then
+  if [[ -n "$latest" ]]; then echo "$latest_bin"; else echo "$bin"; fi
   exit 0
 fi
 
@@ -66,19 +84,24 @@ rm -rf "$bin"/.stage.*
 
 start=$SECONDS
 
+# The -ldflags that give Kubernetes $1's binaries their version: kubectl
+# reads client-go's copy of it, the rest component-base's.
+k8s_version_flags() {
+  local version="$1" minor pkg flags=""
+  minor="${version#v1.}"
+  minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1"
+    flags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  echo "$flags"
+}
+
 k8s_names=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 mapfile -t todo < <(missing "${k8s_names[@]}")
 if ((${#todo[@]})); then
   log "building Kubernetes $KUBERNETES_VERSION: ${todo[*]} (a cold build takes a while)"
-  minor="${KUBERNETES_VERSION#v1.}"
-  minor="${minor%%.*}"
-  ldflags=""
-  # kubectl reads client-go's copy of the version, the rest component-base's.
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
-    ldflags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-  done
-  go_build "$here" "$ldflags" "${todo[@]/#/k8s.io/kubernetes/cmd/}"
+  go_build "$here" "$(k8s_version_flags "$KUBERNETES_VERSION")" "${todo[@]/#/k8s.io/kubernetes/cmd/}"
 fi
 
 if [[ -n "$(missing etcd)" ]]; then
@@ -121,10 +144,26 @@ if [[ -n "$(missing pause)" ]]; then
   rmdir "$stage"
 fi
 
+if [[ -n "$latest" ]]; then
+  mkdir -p "$latest_bin"
+  rm -rf "$latest_bin"/.stage.*
+  # The control plane's other tools are the pinned ones: the tests drive
+  # kube-apiserver and kube-controller-manager, and kubectl and helm only
+  # talk to them.
+  for name in etcd helm kubectl; do ln -sfn "$bin/$name" "$latest_bin/$name"; done
+  mapfile -t todo < <(bin="$latest_bin" missing kube-apiserver kube-controller-manager)
+  if ((${#todo[@]})); then
+    log "building Kubernetes $KUBERNETES_LATEST_VERSION: ${todo[*]}"
+    bin="$latest_bin" go_build "$here/kubernetes-latest" \
+      "$(k8s_version_flags "$KUBERNETES_LATEST_VERSION")" "${todo[@]/#/k8s.io/kubernetes/cmd/}"
+  fi
+fi
+
 # Every binary is in place. The Go caches are only for building them (5 GB
 # for these tools), so ours go; caches given from outside stay.
 [[ -z "$own_gocache" || ! -d "$GOCACHE" ]] || go clean -cache
 [[ -z "$own_gomodcache" || ! -d "$GOMODCACHE" ]] || go clean -modcache
 
+if [[ -n "$latest" ]]; then bin="$latest_bin"; fi
 log "binaries ready in $bin ($((SECONDS - start)) s)"
 echo "$bin"
