@@ -516,18 +516,7 @@ async fn a_refused_claim_release_names_the_chart_value_to_set() -> Result<()> {
     let retain = json!({"spec": {"storage": {"volumeClaimTemplate": {"whenDeleted": "Retain"}}}});
     ftps.patch("files", &PatchParams::default(), &Patch::Merge(&retain))
         .await?;
-    eventually("Degraded, naming the value", WAIT, || async {
-        let ftp = ftps.get("files").await?;
-        let conditions = ftp.status.map(|s| s.conditions).unwrap_or_default();
-        Ok(conditions.iter().any(|c| {
-            c.type_ == "Degraded"
-                && c.status == "True"
-                && c.reason == "Forbidden"
-                && c.message
-                    .contains("ownerReferencesPermissionEnforcement: true")
-        }))
-    })
-    .await?;
+    degraded_naming_the_value(&ftps, "changing the owner references").await?;
     operator.stop().await;
     Ok(())
 }
@@ -559,14 +548,7 @@ async fn a_recreated_ftpserver_adopts_the_children_an_orphaning_delete_left() ->
         children,
         "the adopted children"
     );
-    let failures = operator.metrics.failures.clone();
-    operator.stop().await;
-    let mut text = String::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    registry.register("f", "", failures);
-    prometheus_client::encoding::text::encode(&mut text, &registry)?;
-    assert!(!text.contains("Forbidden"), "forbidden requests: {text}");
-    Ok(())
+    stop_without_forbidden_requests(operator).await
 }
 
 /// Without ownerReferencesPermissionEnforcement, on a cluster that
@@ -579,6 +561,26 @@ async fn a_refused_adoption_names_the_chart_value_to_set() -> Result<()> {
     let operator = Operator::start(&as_operator, &ns.name);
     orphan_and_recreate(&ns.client, &ns.name).await?;
     let ftps: Api<FtpServer> = Api::namespaced(ns.client.clone(), &ns.name);
+    degraded_naming_the_value(&ftps, "adopting").await?;
+    operator.stop().await;
+    Ok(())
+}
+
+/// Stops the operator and fails if any of its requests was forbidden.
+async fn stop_without_forbidden_requests(operator: Operator) -> Result<()> {
+    let failures = operator.metrics.failures.clone();
+    operator.stop().await;
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("f", "", failures);
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    assert!(!text.contains("Forbidden"), "forbidden requests: {text}");
+    Ok(())
+}
+
+/// Waits for the FtpServer "files" to turn Degraded (Forbidden) with a
+/// message about `what` that names the chart value to set.
+async fn degraded_naming_the_value(ftps: &Api<FtpServer>, what: &str) -> Result<()> {
     eventually("Degraded, naming the value", WAIT, || async {
         let ftp = ftps.get("files").await?;
         let conditions = ftp.status.map(|s| s.conditions).unwrap_or_default();
@@ -586,14 +588,12 @@ async fn a_refused_adoption_names_the_chart_value_to_set() -> Result<()> {
             c.type_ == "Degraded"
                 && c.status == "True"
                 && c.reason == "Forbidden"
-                && c.message.contains("adopting")
+                && c.message.contains(what)
                 && c.message
                     .contains("ownerReferencesPermissionEnforcement: true")
         }))
     })
-    .await?;
-    operator.stop().await;
-    Ok(())
+    .await
 }
 
 /// Creates the FtpServer "files" in `namespace` (the operator runs), waits
@@ -820,12 +820,5 @@ async fn operator_works_with_the_charts_rbac(
         })
         .await?;
     }
-    let failures = operator.metrics.failures.clone();
-    operator.stop().await;
-    let mut text = String::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    registry.register("f", "", failures);
-    prometheus_client::encoding::text::encode(&mut text, &registry)?;
-    assert!(!text.contains("Forbidden"), "forbidden requests: {text}");
-    Ok(())
+    stop_without_forbidden_requests(operator).await
 }
