@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{Cached, Caches, cached};
-use crate::error::Error;
+use crate::error::{Error, needs_delete_for_owner_references};
 use crate::metrics::Metrics;
 use crate::quantity;
 
@@ -69,6 +69,7 @@ impl Applier<'_> {
         self.metrics.wrote(&kind, "apply");
         let api = self.api::<K>();
         let apply = PatchParams::apply(MANAGER).force();
+        let mut action = "applying";
         match api.patch(&name, &apply, &Patch::Apply(&desired)).await {
             // Server-side apply merges lists by key: an item someone edited
             // (a Service port given another number) stays beside the one
@@ -78,19 +79,25 @@ impl Applier<'_> {
             Err(kube::Error::Api(status)) if status.code == 422 && ours => {
                 tracing::info!(%kind, %name, "apply refused; replacing its lists");
                 self.metrics.wrote(&kind, "replace-lists");
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&desired))
+                action = "replacing the lists of";
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&desired))
                     .await
-                    .map_err(Error::kube(format!("replacing the lists of {kind} {name}")))?;
-                api.patch(&name, &apply, &Patch::Apply(&desired)).await
+                {
+                    Ok(_) => {
+                        action = "applying";
+                        api.patch(&name, &apply, &Patch::Apply(&desired)).await
+                    }
+                    refused => refused,
+                }
             }
             applied => applied,
         }
         .map_err(|error| {
-            let forbidden = matches!(&error, kube::Error::Api(status) if status.code == 403);
-            let action = if adopting && forbidden {
-                // Clusters enforcing OwnerReferencesPermissionEnforcement let
-                // only those who may delete an object change its owner
-                // references.
+            let action = if adopting && needs_delete_for_owner_references(&error) {
+                // Adopting sets the FtpServer's owner reference, which
+                // clusters enforcing OwnerReferencesPermissionEnforcement
+                // allow only to those who may delete the object.
                 format!(
                     "adopting {kind} {name}; where OwnerReferencesPermissionEnforcement is \
                      enforced, this takes delete on {} (the chart's \
@@ -98,7 +105,7 @@ impl Applier<'_> {
                     K::plural(&())
                 )
             } else {
-                format!("applying {kind} {name}")
+                format!("{action} {kind} {name}")
             };
             Error::kube(action)(error)
         })

@@ -31,6 +31,15 @@ pub enum Error {
     CachesNotFilled(Duration),
 }
 
+/// Whether `error` is the OwnerReferencesPermissionEnforcement admission
+/// plugin refusing an owner reference change to one who may not delete the
+/// object (the chart grants that with ownerReferencesPermissionEnforcement).
+pub fn needs_delete_for_owner_references(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status)
+        if status.code == 403
+            && status.message.contains("cannot set an ownerRef on a resource you can't delete"))
+}
+
 impl Error {
     pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
         let action = action.into();

@@ -21,7 +21,7 @@ use crate::apply::{Applier, MANAGER};
 use crate::build::{self, ordinal_of};
 use crate::cache::cached;
 use crate::context::{Context, FtpServerKey};
-use crate::error::{Error, backoff};
+use crate::error::{Error, backoff, needs_delete_for_owner_references};
 use crate::status::{Degraded, Observed, status, transitions, unparsed_status};
 use crate::validate::validate;
 use crate::watched::{Unparsed, Watched};
@@ -398,8 +398,7 @@ async fn align_scaled_down_claims(
                 tracing::warn!(claim = %name, "the claim's owner references were not changed: {}", status.message);
             }
             Err(error) => {
-                let forbidden = matches!(&error, kube::Error::Api(status) if status.code == 403);
-                let hint = if forbidden {
+                let hint = if needs_delete_for_owner_references(&error) {
                     "; where OwnerReferencesPermissionEnforcement is enforced, this takes delete on \
                      persistentvolumeclaims (the chart's ownerReferencesPermissionEnforcement: true)"
                 } else {
