@@ -462,20 +462,24 @@ fn pod_ordinals(ftp: &FtpServer, ctx: &Context) -> BTreeSet<i32> {
         .collect()
 }
 
-/// Our Services of ordinals at or above `spec.replicas`, by ordinal.
+/// Our Services of ordinals at or above `spec.replicas`, by ordinal: those
+/// this FtpServer owns, and those with its labels and no owner, which an
+/// FtpServer of its name deleted with `--cascade=orphan` left (it adopts
+/// the others by applying them).
 fn extra_services(ftp: &FtpServer, ctx: &Context) -> Vec<(i32, Service)> {
     let namespace = ftp.namespace();
     let uid = ftp.uid();
+    let ours_by_label = labels::common(ftp);
     ctx.caches
         .services
         .state()
         .iter()
         .filter(|service| {
-            service.namespace() == namespace
-                && service
-                    .owner_references()
-                    .iter()
-                    .any(|owner| Some(&owner.uid) == uid.as_ref())
+            let owners = service.owner_references();
+            let ours = owners.iter().any(|owner| Some(&owner.uid) == uid.as_ref());
+            let orphaned = owners.iter().all(|owner| owner.controller != Some(true))
+                && labels::matches(service.labels(), &ours_by_label);
+            service.namespace() == namespace && (ours || orphaned)
         })
         .filter_map(|service| Some((ordinal_of(service)?, service)))
         .filter(|(ordinal, _)| *ordinal >= ftp.spec.replicas)

@@ -531,23 +531,30 @@ async fn a_recreated_ftpserver_adopts_the_children_an_orphaning_delete_left() ->
     let ns = shared_namespace("chart-rbac-adopt").await?;
     let as_operator = as_the_charts_account(&ns.client, &ns.name, &ns.name, &ENFORCED).await?;
     let operator = Operator::start(&as_operator, &ns.name);
-    let children = orphan_and_recreate(&ns.client, &ns.name).await?;
-    eventually("every child owned by the new FtpServer", WAIT, || async {
-        let uid = Api::<FtpServer>::namespaced(ns.client.clone(), &ns.name)
-            .get("files")
-            .await?
-            .uid();
-        Ok(children_controllers(&ns.client, &ns.name)
-            .await?
-            .iter()
-            .all(|(_, controller)| *controller == uid))
-    })
+    orphan_and_recreate(&ns.client, &ns.name).await?;
+    // Its one replica's children, all its own; the second replica's
+    // Service, orphaned too, goes with its pod.
+    eventually(
+        "every child owned by the new FtpServer, one Service",
+        WAIT,
+        || async {
+            let uid = Api::<FtpServer>::namespaced(ns.client.clone(), &ns.name)
+                .get("files")
+                .await?
+                .uid();
+            let children = children_controllers(&ns.client, &ns.name).await?;
+            let names: Vec<&str> = children.iter().map(|(name, _)| name.as_str()).collect();
+            Ok(children.iter().all(|(_, controller)| *controller == uid)
+                && names
+                    == [
+                        "StatefulSet files",
+                        "ConfigMap files-addresses",
+                        "ConfigMap files-config",
+                        "Service files-0",
+                    ])
+        },
+    )
     .await?;
-    assert_eq!(
-        children_controllers(&ns.client, &ns.name).await?.len(),
-        children,
-        "the adopted children"
-    );
     stop_without_forbidden_requests(operator).await
 }
 
@@ -596,24 +603,24 @@ async fn degraded_naming_the_value(ftps: &Api<FtpServer>, what: &str) -> Result<
     .await
 }
 
-/// Creates the FtpServer "files" in `namespace` (the operator runs), waits
-/// for its children, deletes it with orphan propagation, waits for the
-/// garbage collector to take its references off them, and creates it
-/// again. Returns how many children it had.
-async fn orphan_and_recreate(client: &kube::Client, namespace: &str) -> Result<usize> {
+/// Creates the FtpServer "files" in `namespace` with two replicas (the
+/// operator runs), waits for its children, deletes it with orphan
+/// propagation, waits for the garbage collector to take its references off
+/// them, and creates it again with one replica.
+async fn orphan_and_recreate(client: &kube::Client, namespace: &str) -> Result<()> {
     let ftps: Api<FtpServer> = Api::namespaced(client.clone(), namespace);
-    let spec = serde_yaml::from_str("users: {secretName: u}\nstorage: {emptyDir: {}}")?;
+    let spec =
+        serde_yaml::from_str("users: {secretName: u}\nstorage: {emptyDir: {}}\nreplicas: 2")?;
     let ftp = ftps
         .create(&PostParams::default(), &FtpServer::new("files", spec))
         .await?;
     let first = ftp.uid();
-    // The StatefulSet, its two ConfigMaps and the replica's Service.
+    // The StatefulSet, its two ConfigMaps and the replicas' Services.
     eventually("the children", WAIT, || async {
         let children = children_controllers(client, namespace).await?;
-        Ok(children.len() == 4 && children.iter().all(|(_, c)| *c == first))
+        Ok(children.len() == 5 && children.iter().all(|(_, c)| *c == first))
     })
     .await?;
-    let children = children_controllers(client, namespace).await?.len();
     ftps.delete(
         "files",
         &kube::api::DeleteParams {
@@ -636,10 +643,11 @@ async fn orphan_and_recreate(client: &kube::Client, namespace: &str) -> Result<u
         },
     )
     .await?;
-    let spec = serde_yaml::from_str("users: {secretName: u}\nstorage: {emptyDir: {}}")?;
+    let spec =
+        serde_yaml::from_str("users: {secretName: u}\nstorage: {emptyDir: {}}\nreplicas: 1")?;
     ftps.create(&PostParams::default(), &FtpServer::new("files", spec))
         .await?;
-    Ok(children)
+    Ok(())
 }
 
 /// The FtpServer "files"' children in `namespace` (by its instance label)
