@@ -675,7 +675,8 @@ async fn scale_down_waits_for_the_pod_before_removing_its_service() -> Result<()
         Ok(fx.operator.metrics.reconciliations.get() > reconciles)
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Counted as it starts: let it finish.
+    support::quiet(&fx.operator).await?;
     draining().await?;
 
     // The pod is gone: so are its Service and address.
@@ -918,7 +919,8 @@ async fn turning_node_port_allocation_off_frees_the_node_ports() -> Result<()> {
         Ok(fx.operator.metrics.reconciliations.get() > reconciles)
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Counted as it starts: let it finish.
+    support::quiet(&fx.operator).await?;
     assert_eq!(fx.operator.metrics.total_writes(), writes, "wrote again");
     assert_eq!(node_ports().await?.0.iter().flatten().count(), 0);
     fx.operator.stop().await;
@@ -1353,7 +1355,8 @@ async fn a_restarted_operator_writes_nothing() -> Result<()> {
         Ok(restarted.metrics.reconciliations.get() >= 1)
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Counted as it starts: let it finish.
+    support::quiet(&restarted).await?;
     assert_eq!(
         restarted.metrics.total_writes(),
         0,
