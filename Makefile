@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test test-latest deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp bench-operator \
+.PHONY: test test-latest tools-all deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp bench-operator \
 	images up down e2e
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
@@ -14,19 +14,25 @@ deps-cluster:
 	@./hack/install-deps.sh --cluster
 
 ## Everything `make test` checks; CI then runs `make e2e`.
-test: deps fmt-check lint tools
+test: deps tools-all fmt-check lint
 	$(CARGO) test --workspace --locked --exclude kubeftp-e2e -- --test-threads=4
 	$(CARGO) test --locked -p kubeftp-e2e --lib
 	$(CARGO) build --locked -p kubeftp-e2e --tests
 	$(MAKE) --no-print-directory test-latest
 
-## The control-plane tests (the operator's, the chart's, the API's) again,
-## against the newest Kubernetes' kube-apiserver and kube-controller-manager
-## (KUBERNETES_LATEST_VERSION in e2e/tools/VERSIONS).
-test-latest: tools
-	@dir=$$(./e2e/tools/build.sh --latest) && echo "test-latest: $$($$dir/kube-apiserver --version) in $$dir"
-	KUBEFTP_TOOLS_DIR=$$(./e2e/tools/build.sh --latest --print) \
-		$(CARGO) test --locked -p kubeftp-operator -p kubeftp-integration-tests --test '*' -- --test-threads=4
+# The test targets that run against the control plane (crates/testenv).
+CONTROL_PLANE_TESTS = --test operator --test chart --test malformed --test crd_validation \
+	--test binary --test api --test controllers
+
+## The control-plane tests again, against the kube-apiserver and
+## kube-controller-manager of the newest Kubernetes (KUBERNETES_LATEST_VERSION
+## in e2e/tools/VERSIONS). The same packages and features as `make test`, so
+## nothing is compiled again.
+test-latest:
+	dir=$$(./e2e/tools/build.sh --latest) && \
+	echo "test-latest: $$("$$dir/kube-apiserver" --version) in $$dir" && \
+	KUBEFTP_TOOLS_DIR="$$dir" $(CARGO) test --workspace --locked --exclude kubeftp-e2e \
+		$(CONTROL_PLANE_TESTS) -- --test-threads=4
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -44,6 +50,12 @@ run:
 ## Build the pinned Kubernetes, etcd and helm binaries (e2e/tools/VERSIONS) into the cache; skips what exists.
 tools:
 	@./e2e/tools/build.sh >/dev/null
+
+## ...and the newest Kubernetes' kube-apiserver and kube-controller-manager,
+## for test-latest (one build, so the Go caches serve both before they are
+## removed).
+tools-all:
+	@./e2e/tools/build.sh --latest >/dev/null
 
 # Where cluster-up keeps its pid file, log and kubeconfig.
 CLUSTER_DIR ?= $(CURDIR)/target/cluster

@@ -5,15 +5,17 @@
 #
 #   e2e/tools/build.sh                   build what is missing
 #   e2e/tools/build.sh --print           only print the binary directory
-#   e2e/tools/build.sh --latest          also build the newest Kubernetes'
-#                                        kube-apiserver and
-#                                        kube-controller-manager
+#   e2e/tools/build.sh --latest          also build the kube-apiserver and
+#                                        kube-controller-manager of the
+#                                        newest Kubernetes
 #                                        (KUBERNETES_LATEST_VERSION) into a
-#                                        directory of their own, beside links
-#                                        to the pinned etcd, helm and kubectl
+#                                        directory of their own beside links
+#                                        to the pinned etcd, helm and
+#                                        kubectl; prints that directory
 #   e2e/tools/build.sh --latest --print  only print that directory
 #
-# Environment: KUBEFTP_TOOLS_DIR overrides the binary directory; GOCACHE and
+# Environment: KUBEFTP_TOOLS_DIR overrides the (pinned) binary directory,
+# not that of --latest, which stays in the cache; GOCACHE and
 # GOMODCACHE default to directories under the kubeftp cache, which survive
 # an interrupted build and are removed once every binary is built.
 set -euo pipefail
@@ -26,19 +28,27 @@ cache_root="${XDG_CACHE_HOME:-${HOME:-}/.cache}/kubeftp"
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
 bin="${KUBEFTP_TOOLS_DIR:-$cache_root/tools/$key/bin}"
 
-latest="" print=""
+# others: more Kubernetes for the control-plane tests (latest; the loops
+# below take more, should a second one come).
+others=() print=""
 for arg in "$@"; do
   case "$arg" in
-    --latest) latest=yes ;;
+    --latest) others+=("${arg#--}") ;;
     --print) print=yes ;;
     *) echo "tools: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
-latest_key="k8s-${KUBERNETES_LATEST_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
-latest_bin="$cache_root/tools/$latest_key/bin"
+# The version and binary directory of another Kubernetes (latest).
+other_version() {
+  local name="KUBERNETES_${1^^}_VERSION"
+  echo "${!name}"
+}
+other_bin() {
+  echo "$cache_root/tools/k8s-$(other_version "$1")_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}/bin"
+}
 
 if [[ -n "$print" ]]; then
-  if [[ -n "$latest" ]]; then echo "$latest_bin"; else echo "$bin"; fi
+  if ((${#others[@]})); then other_bin "${others[-1]}"; else echo "$bin"; fi
   exit 0
 fi
 
@@ -144,26 +154,36 @@ if [[ -n "$(missing pause)" ]]; then
   rmdir "$stage"
 fi
 
-if [[ -n "$latest" ]]; then
-  mkdir -p "$latest_bin"
-  rm -rf "$latest_bin"/.stage.*
+pinned_bin="$(cd "$bin" && pwd)"
+for other in "${others[@]}"; do
+  version="$(other_version "$other")"
+  grep -qE "k8s\.io/kubernetes $version( |\$)" "$here/kubernetes-$other/go.mod" || {
+    log "e2e/tools/kubernetes-$other/go.mod does not require k8s.io/kubernetes $version (VERSIONS)"
+    exit 1
+  }
+  bin="$(other_bin "$other")"
+  mkdir -p "$bin"
+  exec 8>"$bin/.lock"
+  flock 8
+  rm -rf "$bin"/.stage.*
   # The control plane's other tools are the pinned ones: the tests drive
-  # kube-apiserver and kube-controller-manager, and kubectl and helm only
-  # talk to them.
-  for name in etcd helm kubectl; do ln -sfn "$bin/$name" "$latest_bin/$name"; done
-  mapfile -t todo < <(bin="$latest_bin" missing kube-apiserver kube-controller-manager)
+  # kube-apiserver and kube-controller-manager; helm and kubectl only send
+  # them plain objects (a kubectl 1.34 is outside the newest's supported
+  # skew, which matters for its own features, not for those).
+  for name in etcd helm kubectl; do ln -sfn "$pinned_bin/$name" "$bin/$name"; done
+  mapfile -t todo < <(missing kube-apiserver kube-controller-manager)
   if ((${#todo[@]})); then
-    log "building Kubernetes $KUBERNETES_LATEST_VERSION: ${todo[*]}"
-    bin="$latest_bin" go_build "$here/kubernetes-latest" \
-      "$(k8s_version_flags "$KUBERNETES_LATEST_VERSION")" "${todo[@]/#/k8s.io/kubernetes/cmd/}"
+    log "building Kubernetes $version: ${todo[*]}"
+    go_build "$here/kubernetes-$other" "$(k8s_version_flags "$version")" \
+      "${todo[@]/#/k8s.io/kubernetes/cmd/}"
   fi
-fi
+  exec 8>&-
+done
 
 # Every binary is in place. The Go caches are only for building them (5 GB
 # for these tools), so ours go; caches given from outside stay.
 [[ -z "$own_gocache" || ! -d "$GOCACHE" ]] || go clean -cache
 [[ -z "$own_gomodcache" || ! -d "$GOMODCACHE" ]] || go clean -modcache
 
-if [[ -n "$latest" ]]; then bin="$latest_bin"; fi
 log "binaries ready in $bin ($((SECONDS - start)) s)"
 echo "$bin"
