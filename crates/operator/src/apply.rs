@@ -69,7 +69,24 @@ impl Applier<'_> {
         self.metrics.wrote(&kind, "apply");
         let api = self.api::<K>();
         let apply = PatchParams::apply(MANAGER).force();
-        let mut action = "applying";
+        // Adopting sets the FtpServer's owner reference, which clusters
+        // enforcing OwnerReferencesPermissionEnforcement allow only to those
+        // who may delete the object: a refusal says so.
+        let failed = |action: &str| {
+            let action = format!("{action} {kind} {name}");
+            let adoption_refused = adopting.then(|| {
+                format!(
+                    "adopting {kind} {name}; where OwnerReferencesPermissionEnforcement is \
+                     enforced, this takes delete on {} (the chart's \
+                     ownerReferencesPermissionEnforcement: true)",
+                    K::plural(&())
+                )
+            });
+            move |error: kube::Error| match adoption_refused {
+                Some(hint) if needs_delete_for_owner_references(&error) => Error::kube(hint)(error),
+                _ => Error::kube(action)(error),
+            }
+        };
         match api.patch(&name, &apply, &Patch::Apply(&desired)).await {
             // Server-side apply merges lists by key: an item someone edited
             // (a Service port given another number) stays beside the one
@@ -79,36 +96,14 @@ impl Applier<'_> {
             Err(kube::Error::Api(status)) if status.code == 422 && ours => {
                 tracing::info!(%kind, %name, "apply refused; replacing its lists");
                 self.metrics.wrote(&kind, "replace-lists");
-                action = "replacing the lists of";
-                match api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&desired))
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&desired))
                     .await
-                {
-                    Ok(_) => {
-                        action = "applying";
-                        api.patch(&name, &apply, &Patch::Apply(&desired)).await
-                    }
-                    refused => refused,
-                }
+                    .map_err(failed("replacing the lists of"))?;
+                api.patch(&name, &apply, &Patch::Apply(&desired)).await
             }
             applied => applied,
         }
-        .map_err(|error| {
-            let action = if adopting && needs_delete_for_owner_references(&error) {
-                // Adopting sets the FtpServer's owner reference, which
-                // clusters enforcing OwnerReferencesPermissionEnforcement
-                // allow only to those who may delete the object.
-                format!(
-                    "adopting {kind} {name}; where OwnerReferencesPermissionEnforcement is \
-                     enforced, this takes delete on {} (the chart's \
-                     ownerReferencesPermissionEnforcement: true)",
-                    K::plural(&())
-                )
-            } else {
-                format!("{action} {kind} {name}")
-            };
-            Error::kube(action)(error)
-        })
+        .map_err(failed("applying"))
     }
 
     /// Fails with [`Error::NameTaken`] if an object named `name` exists
