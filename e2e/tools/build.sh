@@ -28,27 +28,18 @@ cache_root="${XDG_CACHE_HOME:-${HOME:-}/.cache}/kubeftp"
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
 bin="${KUBEFTP_TOOLS_DIR:-$cache_root/tools/$key/bin}"
 
-# others: more Kubernetes for the control-plane tests (latest; the loops
-# below take more, should a second one come).
-others=() print=""
+latest="" print=""
 for arg in "$@"; do
   case "$arg" in
-    --latest) others+=("${arg#--}") ;;
+    --latest) latest=yes ;;
     --print) print=yes ;;
     *) echo "tools: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
-# The version and binary directory of another Kubernetes (latest).
-other_version() {
-  local name="KUBERNETES_${1^^}_VERSION"
-  echo "${!name}"
-}
-other_bin() {
-  echo "$cache_root/tools/k8s-$(other_version "$1")_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}/bin"
-}
+latest_bin="$cache_root/tools/k8s-${KUBERNETES_LATEST_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}/bin"
 
 if [[ -n "$print" ]]; then
-  if ((${#others[@]})); then other_bin "${others[-1]}"; else echo "$bin"; fi
+  if [[ -n "$latest" ]]; then echo "$latest_bin"; else echo "$bin"; fi
   exit 0
 fi
 
@@ -154,14 +145,13 @@ if [[ -n "$(missing pause)" ]]; then
   rmdir "$stage"
 fi
 
-pinned_bin="$(cd "$bin" && pwd)"
-for other in "${others[@]}"; do
-  version="$(other_version "$other")"
-  grep -qE "k8s\.io/kubernetes $version( |\$)" "$here/kubernetes-$other/go.mod" || {
-    log "e2e/tools/kubernetes-$other/go.mod does not require k8s.io/kubernetes $version (VERSIONS)"
+if [[ -n "$latest" ]]; then
+  grep -qE "k8s\.io/kubernetes $KUBERNETES_LATEST_VERSION( |\$)" "$here/kubernetes-latest/go.mod" || {
+    log "e2e/tools/kubernetes-latest/go.mod does not require k8s.io/kubernetes $KUBERNETES_LATEST_VERSION (VERSIONS)"
     exit 1
   }
-  bin="$(other_bin "$other")"
+  pinned_bin="$(cd "$bin" && pwd)"
+  bin="$latest_bin"
   mkdir -p "$bin"
   exec 8>"$bin/.lock"
   flock 8
@@ -173,12 +163,11 @@ for other in "${others[@]}"; do
   for name in etcd helm kubectl; do ln -sfn "$pinned_bin/$name" "$bin/$name"; done
   mapfile -t todo < <(missing kube-apiserver kube-controller-manager)
   if ((${#todo[@]})); then
-    log "building Kubernetes $version: ${todo[*]}"
-    go_build "$here/kubernetes-$other" "$(k8s_version_flags "$version")" \
+    log "building Kubernetes $KUBERNETES_LATEST_VERSION: ${todo[*]}"
+    go_build "$here/kubernetes-latest" "$(k8s_version_flags "$KUBERNETES_LATEST_VERSION")" \
       "${todo[@]/#/k8s.io/kubernetes/cmd/}"
   fi
-  exec 8>&-
-done
+fi
 
 # Every binary is in place. The Go caches are only for building them (5 GB
 # for these tools), so ours go; caches given from outside stay.
