@@ -19,14 +19,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kubeftp_api::FtpServer;
 use kubeftp_testenv::{shared, shared_namespace};
 use serde_json::json;
-use support::{Operator, eventually};
+use support::{Operator, WAIT, eventually};
 
 const KUBE_VERSION: &str = "1.34.4";
-
-/// How long a test waits for what the operator and the controllers do:
-/// generous, as tests run four at a time on two cores (and waits end as
-/// soon as the outcome is there).
-const WAIT: Duration = Duration::from_secs(60);
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -487,15 +482,7 @@ async fn a_refused_claim_release_names_the_chart_value_to_set() -> Result<()> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ns.client.clone(), &ns.name);
     // Owned by the StatefulSet first: a claim the StatefulSet controller
     // never owned (Retain came first) has nothing to release.
-    eventually("the second claim, owned", WAIT, || async {
-        Ok(claims.get_opt("data-files-1").await?.is_some_and(|claim| {
-            claim
-                .owner_references()
-                .iter()
-                .any(|owner| owner.kind == "StatefulSet")
-        }))
-    })
-    .await?;
+    second_claim_made(&claims).await?;
     // Scaled down first: while the pod still exists, the StatefulSet
     // controller releases its claim itself.
     let scale_down = json!({"spec": {"replicas": 1}});
@@ -571,6 +558,26 @@ async fn a_refused_adoption_names_the_chart_value_to_set() -> Result<()> {
     degraded_naming_the_value(&ftps, "adopting").await?;
     operator.stop().await;
     Ok(())
+}
+
+/// Whether the StatefulSet "files" owns `claim`.
+fn owned_by_the_stateful_set(claim: &PersistentVolumeClaim) -> bool {
+    claim
+        .owner_references()
+        .iter()
+        .any(|owner| owner.kind == "StatefulSet" && owner.name == "files")
+}
+
+/// Waits until the StatefulSet controller has made the second replica's
+/// claim, data-files-1, with its second pod, and owns it.
+async fn second_claim_made(claims: &Api<PersistentVolumeClaim>) -> Result<()> {
+    eventually("the second claim, owned", WAIT, || async {
+        Ok(claims
+            .get_opt("data-files-1")
+            .await?
+            .is_some_and(|claim| owned_by_the_stateful_set(&claim)))
+    })
+    .await
 }
 
 /// Stops the operator and fails if any of its requests was forbidden.
@@ -773,22 +780,10 @@ async fn operator_works_with_the_charts_rbac(
             .is_some_and(|d| d.get("files-0").map(String::as_str) == Some("203.0.113.30")))
     })
     .await?;
-    // The StatefulSet controller makes the second claim with the second
-    // pod; a scale-down before that leaves no claim for whenDeleted below.
+    // A scale-down before the second claim exists leaves none for
+    // whenDeleted below.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), watched);
-    let owned = |claim: &PersistentVolumeClaim| {
-        claim
-            .owner_references()
-            .iter()
-            .any(|owner| owner.kind == "StatefulSet" && owner.name == "files")
-    };
-    eventually("the second claim, owned", WAIT, || async {
-        Ok(claims
-            .get_opt("data-files-1")
-            .await?
-            .is_some_and(|c| owned(&c)))
-    })
-    .await?;
+    second_claim_made(&claims).await?;
     // Scaling down deletes a Service; the address makes an Event.
     admin(client)
         .patch(
@@ -824,7 +819,7 @@ async fn operator_works_with_the_charts_rbac(
             .await?;
         let wanted = format!("data-files-1 owned by the StatefulSet: {want_owned}");
         eventually(&wanted, WAIT, || async {
-            Ok(owned(&claims.get("data-files-1").await?) == want_owned)
+            Ok(owned_by_the_stateful_set(&claims.get("data-files-1").await?) == want_owned)
         })
         .await?;
     }

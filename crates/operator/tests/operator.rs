@@ -17,12 +17,7 @@ use kubeftp_api::FtpServer;
 use kubeftp_operator::build::{self, Settings};
 use kubeftp_testenv::{TestNamespace, shared_namespace};
 use serde_json::json;
-use support::{Operator, eventually};
-
-/// How long a test waits for what the operator and the controllers do:
-/// generous, as tests run four at a time on two cores (and waits end as
-/// soon as the outcome is there).
-const WAIT: Duration = Duration::from_secs(60);
+use support::{Operator, WAIT, eventually};
 
 struct Fixture {
     ns: TestNamespace,

@@ -54,6 +54,11 @@ pub async fn install_crd(client: &kube::Client) -> Result<()> {
     Ok(())
 }
 
+/// How long a test waits for what the operator and the controllers do:
+/// generous, as tests run four at a time on two cores (and waits end as
+/// soon as the outcome is there).
+pub const WAIT: Duration = Duration::from_secs(60);
+
 /// Polls `check` until it returns true, for at most `limit`.
 pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
 where
@@ -72,11 +77,11 @@ where
     }
 }
 
-/// Waits until `operator` has written nothing for 3 s, for at most 60 s:
+/// Waits until `operator` has written nothing for 3 s, for at most [`WAIT`]:
 /// tests of what happens without changes start from there, not while the
 /// controllers are still catching up.
 pub async fn quiet(operator: &Operator) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + WAIT;
     let mut last = operator.metrics.total_writes();
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -85,7 +90,7 @@ pub async fn quiet(operator: &Operator) -> Result<()> {
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("the operator still writes after 60 s");
+            bail!("the operator still writes after {WAIT:?}");
         }
         last = now;
     }
