@@ -3,6 +3,7 @@
 //! at admission instead, and the sizes CEL needs to keep its cost in budget.
 //! Each is a schemars `transform` on the field that embeds the type.
 
+use kube::core::Rule;
 use schemars::Schema;
 use serde_json::{Map, Value, json};
 
@@ -10,8 +11,12 @@ use serde_json::{Map, Value, json};
 const MAX_LABELS: u64 = 64;
 /// Most annotations in `podAnnotations` and `service.annotations`.
 const MAX_ANNOTATIONS: u64 = 128;
-/// Most resources in `resources.limits` or `resources.requests`.
-const MAX_RESOURCES: u64 = 32;
+/// Most resources in `resources.limits` or `resources.requests`. A 1.33
+/// apiserver estimates the cost of a CEL rule on a quantity as if the value
+/// were as long as a whole request (it ignores the maxLength of an
+/// int-or-string), and times the most values there can be: with more than
+/// 8, it refuses the CRD.
+const MAX_RESOURCES: u64 = 8;
 /// Longest quantity, e.g. `resources.limits.memory`.
 const MAX_QUANTITY_LENGTH: u64 = 64;
 
@@ -107,15 +112,17 @@ pub fn tolerations(schema: &mut Schema) {
     });
 }
 
-/// `ResourceRequirements`: bounded maps of bounded quantities, so a CEL
-/// rule can check each one.
-pub fn resources(schema: &mut Schema) {
+/// `ResourceRequirements`: bounded maps of bounded quantities, each
+/// checked by `each_quantity`.
+pub fn resources(schema: &mut Schema, each_quantity: Rule) {
+    let each_quantity = json!([each_quantity]);
     edit(schema, |path, object| {
         if path.len() == 1
             && (path[0] == "limits" || path[0] == "requests")
             && let Some(Value::Object(quantity)) = object.get_mut("additionalProperties")
         {
             quantity.insert("maxLength".into(), json!(MAX_QUANTITY_LENGTH));
+            quantity.insert("x-kubernetes-validations".into(), each_quantity.clone());
             object.insert("maxProperties".into(), json!(MAX_RESOURCES));
         }
     });

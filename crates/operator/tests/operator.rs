@@ -1361,6 +1361,35 @@ async fn a_restarted_operator_writes_nothing() -> Result<()> {
     Ok(())
 }
 
+/// A request above its limit for a resource the CRD's rules do not compare
+/// (they name cpu, memory and ephemeral-storage): the apiserver admits the
+/// FtpServer, and the operator's own check marks it Degraded, saying what
+/// to fix, instead of applying a StatefulSet the apiserver would refuse.
+#[tokio::test]
+async fn a_request_above_its_limit_the_crd_admits_is_degraded() -> Result<()> {
+    let fx = Fixture::new("op-request").await?;
+    let spec = format!(
+        "{MINIMAL}\nresources: {{requests: {{example.com/gpu: 2}}, limits: {{example.com/gpu: 1}}}}"
+    );
+    fx.create("gpu", &spec).await?;
+    eventually("Degraded, InvalidSpec", WAIT, || async {
+        Ok(fx.condition("gpu", "Degraded").await? == Some(("True".into(), "InvalidSpec".into())))
+    })
+    .await?;
+    let status = fx.ftp("gpu").await?.status.unwrap();
+    let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded");
+    let message = degraded.map(|c| c.message.as_str()).unwrap_or_default();
+    assert!(
+        message.contains(
+            "resources.requests.example.com/gpu \"2\" must not exceed resources.limits.example.com/gpu \"1\""
+        ),
+        "{message}"
+    );
+    assert!(fx.api::<StatefulSet>().get_opt("gpu").await?.is_none());
+    fx.operator.stop().await;
+    Ok(())
+}
+
 /// A child the apiserver refuses (here: node ports another FtpServer holds)
 /// shows as Degraded, with the apiserver's reason, and a Warning event.
 #[tokio::test]
