@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test test-latest tools-all deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp bench-operator \
+.PHONY: test test-latest test-oldest tools-all deps deps-cluster run fmt-check lint tools cluster-up cluster-down crds bench-ftp bench-operator \
 	images up down e2e
 
 ## Install the system packages the tests drive (FTP clients, netns tooling).
@@ -19,6 +19,7 @@ test: deps tools-all fmt-check lint
 	$(CARGO) test --locked -p kubeftp-e2e --lib
 	$(CARGO) build --locked -p kubeftp-e2e --tests
 	$(MAKE) --no-print-directory test-latest
+	$(MAKE) --no-print-directory test-oldest
 
 # The test targets that run against the control plane (crates/testenv).
 CONTROL_PLANE_TESTS = --test operator --test chart --test malformed --test crd_validation \
@@ -26,11 +27,12 @@ CONTROL_PLANE_TESTS = --test operator --test chart --test malformed --test crd_v
 
 ## The control-plane tests again, against the kube-apiserver and
 ## kube-controller-manager of the newest Kubernetes (KUBERNETES_LATEST_VERSION
-## in e2e/tools/VERSIONS). The same packages and features as `make test`, so
-## nothing is compiled again.
-test-latest:
-	dir=$$(./e2e/tools/build.sh --latest) && \
-	echo "test-latest: $$("$$dir/kube-apiserver" --version) in $$dir" && \
+## in e2e/tools/VERSIONS), or of the oldest the operator supports
+## (KUBERNETES_OLDEST_VERSION). The same packages and features as `make test`,
+## so nothing is compiled again.
+test-latest test-oldest:
+	dir=$$(./e2e/tools/build.sh --$(@:test-%=%)) && \
+	echo "$@: $$("$$dir/kube-apiserver" --version) in $$dir" && \
 	KUBEFTP_TOOLS_DIR="$$dir" $(CARGO) test --workspace --locked --exclude kubeftp-e2e \
 		$(CONTROL_PLANE_TESTS) -- --test-threads=4
 
@@ -51,11 +53,11 @@ run:
 tools:
 	@./e2e/tools/build.sh >/dev/null
 
-## ...and the newest Kubernetes' kube-apiserver and kube-controller-manager,
-## for test-latest (one build, so the Go caches serve both before they are
-## removed).
+## ...and the newest and the oldest supported Kubernetes' kube-apiserver and
+## kube-controller-manager, for test-latest and test-oldest (one build, so the
+## Go caches serve all three before they are removed).
 tools-all:
-	@./e2e/tools/build.sh --latest >/dev/null
+	@./e2e/tools/build.sh --latest --oldest >/dev/null
 
 # Where cluster-up keeps its pid file, log and kubeconfig.
 CLUSTER_DIR ?= $(CURDIR)/target/cluster

@@ -12,10 +12,13 @@
 #                                        directory of their own beside links
 #                                        to the pinned etcd, helm and
 #                                        kubectl; prints that directory
+#   e2e/tools/build.sh --oldest          the same for the oldest supported
+#                                        Kubernetes (KUBERNETES_OLDEST_VERSION)
+#   e2e/tools/build.sh --latest --oldest both; prints both directories
 #   e2e/tools/build.sh --latest --print  only print that directory
 #
 # Environment: KUBEFTP_TOOLS_DIR overrides the (pinned) binary directory,
-# not that of --latest, which stays in the cache; GOCACHE and
+# not those of --latest and --oldest, which stay in the cache; GOCACHE and
 # GOMODCACHE default to directories under the kubeftp cache, which survive
 # an interrupted build and are removed once every binary is built.
 set -euo pipefail
@@ -28,18 +31,33 @@ cache_root="${XDG_CACHE_HOME:-${HOME:-}/.cache}/kubeftp"
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
 bin="${KUBEFTP_TOOLS_DIR:-$cache_root/tools/$key/bin}"
 
-latest="" print=""
+# Extra Kubernetes versions asked for: latest, oldest (kubernetes-NAME/go.mod).
+extras=() print=""
 for arg in "$@"; do
   case "$arg" in
-    --latest) latest=yes ;;
+    --latest | --oldest) extras+=("${arg#--}") ;;
     --print) print=yes ;;
     *) echo "tools: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
-latest_bin="$cache_root/tools/k8s-${KUBERNETES_LATEST_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}/bin"
+
+# The version of an extra set, and the directory its binaries go to.
+extra_version() {
+  case "$1" in
+    latest) echo "$KUBERNETES_LATEST_VERSION" ;;
+    oldest) echo "$KUBERNETES_OLDEST_VERSION" ;;
+  esac
+}
+extra_bin() {
+  echo "$cache_root/tools/k8s-$(extra_version "$1")_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}/bin"
+}
 
 if [[ -n "$print" ]]; then
-  if [[ -n "$latest" ]]; then echo "$latest_bin"; else echo "$bin"; fi
+  if ((${#extras[@]})); then
+    for extra in "${extras[@]}"; do extra_bin "$extra"; done
+  else
+    echo "$bin"
+  fi
   exit 0
 fi
 
@@ -145,34 +163,43 @@ if [[ -n "$(missing pause)" ]]; then
   rmdir "$stage"
 fi
 
-if [[ -n "$latest" ]]; then
-  grep -qE "k8s\.io/kubernetes $KUBERNETES_LATEST_VERSION( |\$)" "$here/kubernetes-latest/go.mod" || {
-    log "e2e/tools/kubernetes-latest/go.mod does not require k8s.io/kubernetes $KUBERNETES_LATEST_VERSION (VERSIONS)"
+pinned_bin="$(cd "$bin" && pwd)"
+# The control plane's other tools are the pinned ones: the tests drive
+# kube-apiserver and kube-controller-manager; helm and kubectl only send
+# them plain objects (a kubectl 1.34 is outside the supported skew of
+# 1.37 or 1.33, which matters for its own features, not for those).
+extra_bins=()
+for extra in "${extras[@]}"; do
+  version="$(extra_version "$extra")"
+  grep -qE "k8s\.io/kubernetes $version( |\$)" "$here/kubernetes-$extra/go.mod" || {
+    log "e2e/tools/kubernetes-$extra/go.mod does not require k8s.io/kubernetes $version (VERSIONS)"
     exit 1
   }
-  pinned_bin="$(cd "$bin" && pwd)"
-  bin="$latest_bin"
+  bin="$(extra_bin "$extra")"
   mkdir -p "$bin"
   exec 8>"$bin/.lock"
   flock 8
   rm -rf "$bin"/.stage.*
-  # The control plane's other tools are the pinned ones: the tests drive
-  # kube-apiserver and kube-controller-manager; helm and kubectl only send
-  # them plain objects (a kubectl 1.34 is outside the newest's supported
-  # skew, which matters for its own features, not for those).
   for name in etcd helm kubectl; do ln -sfn "$pinned_bin/$name" "$bin/$name"; done
   mapfile -t todo < <(missing kube-apiserver kube-controller-manager)
   if ((${#todo[@]})); then
-    log "building Kubernetes $KUBERNETES_LATEST_VERSION: ${todo[*]}"
-    go_build "$here/kubernetes-latest" "$(k8s_version_flags "$KUBERNETES_LATEST_VERSION")" \
+    log "building Kubernetes $version: ${todo[*]}"
+    go_build "$here/kubernetes-$extra" "$(k8s_version_flags "$version")" \
       "${todo[@]/#/k8s.io/kubernetes/cmd/}"
   fi
-fi
+  exec 8>&-
+  extra_bins+=("$bin")
+done
 
 # Every binary is in place. The Go caches are only for building them (5 GB
 # for these tools), so ours go; caches given from outside stay.
 [[ -z "$own_gocache" || ! -d "$GOCACHE" ]] || go clean -cache
 [[ -z "$own_gomodcache" || ! -d "$GOMODCACHE" ]] || go clean -modcache
 
-log "binaries ready in $bin ($((SECONDS - start)) s)"
-echo "$bin"
+if ((${#extra_bins[@]})); then
+  log "binaries ready in ${extra_bins[*]} ($((SECONDS - start)) s)"
+  printf '%s\n' "${extra_bins[@]}"
+else
+  log "binaries ready in $bin ($((SECONDS - start)) s)"
+  echo "$bin"
+fi

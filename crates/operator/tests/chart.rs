@@ -88,6 +88,40 @@ fn helm_lint_passes() {
     }
 }
 
+/// The chart's kubeVersion admits the oldest Kubernetes `make test-oldest`
+/// tests, and not the release before it.
+#[test]
+fn the_chart_installs_from_the_oldest_kubernetes_tested() {
+    let oldest = kubeftp_testenv::tools::version("KUBERNETES_OLDEST_VERSION")
+        .expect("e2e/tools/VERSIONS names the oldest");
+    let minor: u32 = oldest
+        .trim_start_matches("v1.")
+        .split('.')
+        .next()
+        .and_then(|minor| minor.parse().ok())
+        .expect("a v1.N.P version");
+    let render = |version: &str| {
+        let mut helm = Command::new(tool("helm"));
+        helm.args(["template", "t"])
+            .arg(repo("charts/kubeftp"))
+            .args(["--kube-version", version]);
+        run(&mut helm, None)
+    };
+    let admitted = render(oldest);
+    assert!(
+        admitted.status.success(),
+        "{oldest}: {}",
+        String::from_utf8_lossy(&admitted.stderr)
+    );
+    let before = format!("1.{}.99", minor - 1);
+    let refused = render(&before);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("kubeVersion"),
+        "{before}: {stderr}"
+    );
+}
+
 /// Each RBAC rule says why it is there.
 #[test]
 fn every_rbac_rule_has_its_own_comment() {
