@@ -32,7 +32,7 @@ CONTROL_PLANE_TESTS = --test operator --test chart --test malformed --test crd_v
 ## so nothing is compiled again.
 test-latest test-oldest:
 	dir=$$(./e2e/tools/build.sh --$(@:test-%=%)) && \
-	echo "$@: $$("$$dir/kube-apiserver" --version) in $$dir" && \
+	echo "$@: $$("$$dir/kube-apiserver" --version), kubectl $$("$$dir/kubectl" version --client | sed -n 's/^Client Version: //p') in $$dir" && \
 	KUBEFTP_TOOLS_DIR="$$dir" $(CARGO) test --workspace --locked --exclude kubeftp-e2e \
 		$(CONTROL_PLANE_TESTS) -- --test-threads=4
 

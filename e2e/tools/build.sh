@@ -5,13 +5,13 @@
 #
 #   e2e/tools/build.sh                   build what is missing
 #   e2e/tools/build.sh --print           only print the binary directory
-#   e2e/tools/build.sh --latest          also build the kube-apiserver and
-#                                        kube-controller-manager of the
-#                                        newest Kubernetes
+#   e2e/tools/build.sh --latest          also build the kube-apiserver,
+#                                        kube-controller-manager and kubectl
+#                                        of the newest Kubernetes
 #                                        (KUBERNETES_LATEST_VERSION) into a
 #                                        directory of their own beside links
-#                                        to the pinned etcd, helm and
-#                                        kubectl; prints that directory
+#                                        to the pinned etcd and helm; prints
+#                                        that directory
 #   e2e/tools/build.sh --oldest          the same for the oldest supported
 #                                        Kubernetes (KUBERNETES_OLDEST_VERSION)
 #   e2e/tools/build.sh --latest --oldest both; prints both directories
@@ -164,10 +164,9 @@ if [[ -n "$(missing pause)" ]]; then
 fi
 
 pinned_bin="$(cd "$bin" && pwd)"
-# The control plane's other tools are the pinned ones: the tests drive
-# kube-apiserver and kube-controller-manager; helm and kubectl only send
-# them plain objects (a kubectl 1.34 is outside the supported skew of
-# 1.37 or 1.33, which matters for its own features, not for those).
+# etcd and helm are the pinned ones; kube-apiserver, kube-controller-manager
+# and kubectl are the extra version's (a kubectl within the skew Kubernetes
+# supports: one minor from the apiserver).
 extra_bins=()
 for extra in "${extras[@]}"; do
   version="$(extra_version "$extra")"
@@ -180,8 +179,10 @@ for extra in "${extras[@]}"; do
   exec 8>"$bin/.lock"
   flock 8
   rm -rf "$bin"/.stage.*
-  for name in etcd helm kubectl; do ln -sfn "$pinned_bin/$name" "$bin/$name"; done
-  mapfile -t todo < <(missing kube-apiserver kube-controller-manager)
+  # A link left by an earlier build.sh, which linked the pinned kubectl.
+  [[ ! -L "$bin/kubectl" ]] || rm -f "$bin/kubectl"
+  for name in etcd helm; do ln -sfn "$pinned_bin/$name" "$bin/$name"; done
+  mapfile -t todo < <(missing kube-apiserver kube-controller-manager kubectl)
   if ((${#todo[@]})); then
     log "building Kubernetes $version: ${todo[*]}"
     go_build "$here/kubernetes-$extra" "$(k8s_version_flags "$version")" \
