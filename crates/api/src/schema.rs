@@ -15,8 +15,8 @@ const MAX_ANNOTATIONS: u64 = 128;
 /// apiserver estimates the cost of a CEL rule on a quantity as if the value
 /// were as long as a whole request (it ignores the maxLength of an
 /// int-or-string), and times the most values there can be: with more than
-/// 8, it refuses the CRD.
-const MAX_RESOURCES: u64 = 8;
+/// 7, it refuses the CRD.
+const MAX_RESOURCES: u64 = 7;
 /// Longest quantity, e.g. `resources.limits.memory`.
 const MAX_QUANTITY_LENGTH: u64 = 64;
 

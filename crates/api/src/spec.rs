@@ -64,10 +64,11 @@ fn label_values(field: &str) -> Rule {
 }
 
 /// `self`, one of a ResourceRequirements' limits or requests (int or
-/// string), is a quantity and not negative (zero is a valid request).
-/// A rule of each value, not one over the maps: see [`schema::resources`].
+/// string), is a quantity and not negative (zero, "-0" too, is a valid
+/// request). A rule of each value, not one over the maps: see
+/// [`schema::resources`].
 fn non_negative_quantity() -> Rule {
-    Rule::new("isQuantity(string(self)) && !string(self).startsWith('-')").message(
+    Rule::new("isQuantity(string(self)) && !quantity(string(self)).isLessThan(quantity('0'))").message(
         "resources.limits and resources.requests must be quantities of at least zero, such as 500m or 256Mi",
     )
 }
@@ -241,7 +242,7 @@ pub struct FtpServerSpec {
     pub image: Option<String>,
 
     /// CPU and memory requests and limits of the server container, at most
-    /// 8 resources in each.
+    /// 7 resources in each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(transform = resources_schema)]
     #[x_kube(
