@@ -82,6 +82,20 @@ pub fn sign(text: &str) -> Option<i8> {
     parse(text).map(|(mantissa, _, _)| mantissa.signum() as i8)
 }
 
+/// Whether a quantity is a whole number (`2`, `1e3`, `1Ki`; not `500m`),
+/// or None if it is not one.
+pub fn is_integer(text: &str) -> Option<bool> {
+    let (mantissa, pow10, pow2) = parse(text)?;
+    if mantissa == 0 || pow10 >= 0 {
+        return Some(true);
+    }
+    // mantissa × 2^pow2 / (2^k × 5^k): whole if both factors divide it.
+    let k = pow10.unsigned_abs();
+    let fives = 5i128.checked_pow(k).is_some_and(|f| mantissa % f == 0);
+    let twos = mantissa.trailing_zeros() + pow2.unsigned_abs() >= k;
+    Some(fives && twos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +151,19 @@ mod tests {
         }
         assert_eq!(compare("1", "1e99999"), None, "too far apart");
         assert_eq!(compare("lots", "1"), None);
+    }
+
+    #[test]
+    fn whole_numbers_are_told_apart() {
+        for whole in [
+            "2", "0", "-0", "1e3", "1Ki", "1000m", "1.5k", "0.5Ki", "0e-50", "2.000",
+        ] {
+            assert_eq!(is_integer(whole), Some(true), "{whole}");
+        }
+        for fraction in ["500m", "1.5", "1e-3", "1.001", "1n", "0.3Ki"] {
+            assert_eq!(is_integer(fraction), Some(false), "{fraction}");
+        }
+        assert_eq!(is_integer("lots"), None);
     }
 
     #[test]

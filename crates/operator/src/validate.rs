@@ -1,8 +1,7 @@
-//! Checks a spec before anything is built. The CRD's schema refuses the
-//! same specs at admission; this guards objects stored before a rule
-//! existed, and gives the build step a spec it can trust.
-
-use std::cmp::Ordering;
+//! Checks a spec before anything is built. The CRD's schema refuses most
+//! of the same specs at admission; this guards objects stored before a rule
+//! existed, checks what the CRD's rules cannot afford to (see
+//! [`resources`]), and gives the build step a spec it can trust.
 
 use kubeftp_api::limits::{
     CONTAINER_CONTROL_PORT, CONTAINER_IMPLICIT_TLS_PORT, CONTAINER_OPS_PORT, MAX_PASSIVE_PORTS,
@@ -12,6 +11,7 @@ use kubeftp_api::{FtpServerSpec, ServiceType};
 use serde_json::Value;
 
 mod formats;
+mod resources;
 
 /// Why a spec cannot be served; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,31 +195,7 @@ fn validate_formats(spec: &FtpServerSpec) -> Result<(), InvalidSpec> {
         }
     }
     if let Some(resources) = &spec.resources {
-        for (map, field) in [
-            (&resources.limits, "limits"),
-            (&resources.requests, "requests"),
-        ] {
-            for (name, quantity) in map.iter().flatten() {
-                if !matches!(crate::quantity::sign(&quantity.0), Some(0 | 1)) {
-                    return fail(format!(
-                        "resources.{field}.{name} {:?} must be a quantity of at least zero, such as 500m or 256Mi",
-                        quantity.0
-                    ));
-                }
-            }
-        }
-        let limits = resources.limits.iter().flatten();
-        for (name, limit) in limits {
-            let request = resources.requests.as_ref().and_then(|r| r.get(name));
-            if let Some(request) = request.filter(|request| {
-                crate::quantity::compare(&request.0, &limit.0) == Some(Ordering::Greater)
-            }) {
-                return fail(format!(
-                    "resources.requests.{name} {:?} must not exceed resources.limits.{name} {:?}",
-                    request.0, limit.0
-                ));
-            }
-        }
+        resources::check(resources)?;
     }
 
     let maps = [

@@ -1361,15 +1361,17 @@ async fn a_restarted_operator_writes_nothing() -> Result<()> {
     Ok(())
 }
 
-/// A request above its limit for a resource the CRD's rules do not compare
-/// (they name cpu, memory and ephemeral-storage): the apiserver admits the
-/// FtpServer, and the operator's own check marks it Degraded, saying what
-/// to fix, instead of applying a StatefulSet the apiserver would refuse.
+/// A request below its limit for a resource Kubernetes does not
+/// overcommit (extended resources, hugepages): the CRD's rules do not check
+/// it (they compare cpu, memory and ephemeral-storage), so the apiserver
+/// admits the FtpServer, and the operator's own check marks it Degraded,
+/// saying what to fix, instead of applying Services and a StatefulSet the
+/// apiserver would refuse.
 #[tokio::test]
-async fn a_request_above_its_limit_the_crd_admits_is_degraded() -> Result<()> {
+async fn resources_the_crd_admits_and_kubernetes_refuses_are_degraded() -> Result<()> {
     let fx = Fixture::new("op-request").await?;
     let spec = format!(
-        "{MINIMAL}\nresources: {{requests: {{example.com/gpu: 2}}, limits: {{example.com/gpu: 1}}}}"
+        "{MINIMAL}\nresources: {{requests: {{example.com/gpu: 1}}, limits: {{example.com/gpu: 2}}}}"
     );
     fx.create("gpu", &spec).await?;
     eventually("Degraded, InvalidSpec", WAIT, || async {
@@ -1381,11 +1383,12 @@ async fn a_request_above_its_limit_the_crd_admits_is_degraded() -> Result<()> {
     let message = degraded.map(|c| c.message.as_str()).unwrap_or_default();
     assert!(
         message.contains(
-            "resources.requests.example.com/gpu \"2\" must not exceed resources.limits.example.com/gpu \"1\""
+            "resources.requests.example.com/gpu \"1\" must equal resources.limits.example.com/gpu \"2\""
         ),
         "{message}"
     );
     assert!(fx.api::<StatefulSet>().get_opt("gpu").await?.is_none());
+    assert!(fx.service_names("gpu").await?.is_empty());
     fx.operator.stop().await;
     Ok(())
 }
