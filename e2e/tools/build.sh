@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (see VERSIONS) into a cache
 # directory outside the checkout, keyed by version, skipping binaries that
-# are already there. Prints the binary directory on stdout when done.
+# are already there. Prints the binary directory on stdout when done (with
+# --latest and --oldest, theirs, one per line).
 #
 #   e2e/tools/build.sh                   build what is missing
 #   e2e/tools/build.sh --print           only print the binary directory
@@ -49,8 +50,15 @@ extra_version() {
   esac
 }
 extra_bin() {
-  echo "$cache_root/tools/k8s-$(extra_version "$1")_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}/bin"
+  local version
+  version="$(extra_version "$1")"
+  if [[ "$version" == "$KUBERNETES_VERSION" ]]; then
+    echo "$pinned_dir" # the pinned set is that version's
+  else
+    echo "$cache_root/tools/k8s-${version}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}/bin"
+  fi
 }
+pinned_dir="$bin"
 
 if [[ -n "$print" ]]; then
   if ((${#extras[@]})); then
@@ -170,6 +178,10 @@ pinned_bin="$(cd "$bin" && pwd)"
 extra_bins=()
 for extra in "${extras[@]}"; do
   version="$(extra_version "$extra")"
+  if [[ "$version" == "$KUBERNETES_VERSION" ]]; then
+    extra_bins+=("$pinned_bin")
+    continue
+  fi
   grep -qE "k8s\.io/kubernetes $version( |\$)" "$here/kubernetes-$extra/go.mod" || {
     log "e2e/tools/kubernetes-$extra/go.mod does not require k8s.io/kubernetes $version (VERSIONS)"
     exit 1
