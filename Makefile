@@ -25,11 +25,11 @@ test: deps tools-all fmt-check lint
 CONTROL_PLANE_TESTS = --test operator --test chart --test malformed --test crd_validation \
 	--test binary --test api --test controllers
 
-## The control-plane tests again, against the kube-apiserver and
-## kube-controller-manager of the newest Kubernetes (KUBERNETES_LATEST_VERSION
-## in e2e/tools/VERSIONS), or of the oldest the operator supports
-## (KUBERNETES_OLDEST_VERSION). The same packages and features as `make test`,
-## so nothing is compiled again.
+## The control-plane tests again, against the kube-apiserver,
+## kube-controller-manager and kubectl of the newest Kubernetes
+## (KUBERNETES_LATEST_VERSION in e2e/tools/VERSIONS), or of the oldest the
+## operator supports (KUBERNETES_OLDEST_VERSION). The same packages and
+## features as `make test`, so nothing is compiled again.
 test-latest test-oldest:
 	dir=$$(./e2e/tools/build.sh --$(@:test-%=%)) && \
 	echo "$@: $$("$$dir/kube-apiserver" --version), kubectl $$("$$dir/kubectl" version --client | sed -n 's/^Client Version: //p') in $$dir" && \
@@ -53,9 +53,9 @@ run:
 tools:
 	@./e2e/tools/build.sh >/dev/null
 
-## ...and the newest and the oldest supported Kubernetes' kube-apiserver and
-## kube-controller-manager, for test-latest and test-oldest (one build, so the
-## Go caches serve all three before they are removed).
+## ...and the newest and the oldest supported Kubernetes' kube-apiserver,
+## kube-controller-manager and kubectl, for test-latest and test-oldest (one
+## build, so the Go caches serve all three before they are removed).
 tools-all:
 	@./e2e/tools/build.sh --latest --oldest >/dev/null
 
