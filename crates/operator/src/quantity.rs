@@ -14,6 +14,21 @@ pub fn same(a: &str, b: &str) -> bool {
 /// How two quantities compare by value, exactly; None if either is not a
 /// quantity, or if they are too far apart in scale to compare exactly.
 pub fn compare(a: &str, b: &str) -> Option<Ordering> {
+    let (a, b) = in_one_unit(a, b)?;
+    Some(a.cmp(&b))
+}
+
+/// Whether the quantity `a` is a whole multiple of the quantity `b` (a
+/// hugepages value of its page size); None if either is not a quantity,
+/// `b` is zero, or they cannot be compared exactly.
+pub fn is_multiple(a: &str, b: &str) -> Option<bool> {
+    let (a, b) = in_one_unit(a, b)?;
+    (b != 0).then(|| a % b == 0)
+}
+
+/// Two quantities as integers of one unit, exactly; None if either is not
+/// a quantity, or if they are too far apart in scale.
+fn in_one_unit(a: &str, b: &str) -> Option<(i128, i128)> {
     let (a, b) = (parse(a)?, parse(b)?);
     // mantissa × 10^pow10 × 2^pow2: bring both to the smaller exponents.
     let scale = |(mantissa, pow10, pow2): (i128, i32, i32), min10: i32, min2: i32| {
@@ -22,7 +37,7 @@ pub fn compare(a: &str, b: &str) -> Option<Ordering> {
         mantissa.checked_mul(ten)?.checked_mul(two)
     };
     let (min10, min2) = (a.1.min(b.1), a.2.min(b.2));
-    Some(scale(a, min10, min2)?.cmp(&scale(b, min10, min2)?))
+    Some((scale(a, min10, min2)?, scale(b, min10, min2)?))
 }
 
 /// A quantity as (mantissa, power of ten, power of two): a decimal number,
@@ -151,6 +166,23 @@ mod tests {
         }
         assert_eq!(compare("1", "1e99999"), None, "too far apart");
         assert_eq!(compare("lots", "1"), None);
+    }
+
+    #[test]
+    fn multiples_are_told_apart() {
+        for (a, b) in [
+            ("4Mi", "2Mi"),
+            ("0", "2Mi"),
+            ("2Gi", "1Gi"),
+            ("4194304", "2Mi"),
+        ] {
+            assert_eq!(is_multiple(a, b), Some(true), "{a} of {b}");
+        }
+        for (a, b) in [("3Mi", "2Mi"), ("1Mi", "2Mi"), ("1G", "1Gi")] {
+            assert_eq!(is_multiple(a, b), Some(false), "{a} of {b}");
+        }
+        assert_eq!(is_multiple("1Mi", "0"), None);
+        assert_eq!(is_multiple("lots", "2Mi"), None);
     }
 
     #[test]

@@ -32,6 +32,14 @@ pub fn check(resources: &ResourceRequirements) -> Result<(), InvalidSpec> {
                     value.0
                 ));
             }
+            if let Some(page) = name.strip_prefix("hugepages-")
+                && quantity::is_multiple(&value.0, page) != Some(true)
+            {
+                return fail(format!(
+                    "resources.{field}.{name} {:?} must be a whole number of {page} pages",
+                    value.0
+                ));
+            }
             if is_extended(name) && quantity::is_integer(&value.0) != Some(true) {
                 return fail(format!(
                     "resources.{field}.{name} {:?} must be a whole number: extended resources are counted in units",
@@ -85,6 +93,11 @@ fn more(a: &Quantity, b: &Quantity) -> bool {
 fn name_problem(name: &str) -> Option<&'static str> {
     if !formats::qualified_name(name) {
         return Some("must be a resource name such as memory or example.com/gpu");
+    }
+    if let Some(page) = name.strip_prefix("hugepages-")
+        && quantity::sign(page) != Some(1)
+    {
+        return Some("must name a page size, such as hugepages-2Mi");
     }
     if !name.contains('/')
         && !matches!(name, "cpu" | "memory" | "ephemeral-storage")
@@ -174,6 +187,14 @@ mod tests {
             (
                 "{limits: {hugepages-2Mi: 4Mi}}",
                 "resources with hugepages need a cpu or memory request or limit too",
+            ),
+            (
+                "{limits: {hugepages-2Mi: 3Mi, memory: 1Gi}}",
+                "resources.limits.hugepages-2Mi \"3Mi\" must be a whole number of 2Mi pages",
+            ),
+            (
+                "{limits: {hugepages-big: 1Gi, memory: 1Gi}}",
+                "resources.limits key \"hugepages-big\" must name a page size",
             ),
             (
                 "{limits: {gpu: 1}}",
