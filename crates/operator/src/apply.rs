@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{Cached, Caches, cached};
-use crate::error::{Error, needs_delete_for_owner_references};
+use crate::error::{Error, owner_references_hint};
 use crate::metrics::Metrics;
 use crate::quantity;
 
@@ -74,17 +74,13 @@ impl Applier<'_> {
         // who may delete the object: a refusal says so.
         let failed = |action: &str| {
             let action = format!("{action} {kind} {name}");
-            let adoption_refused = adopting.then(|| {
-                format!(
-                    "adopting {kind} {name}; where OwnerReferencesPermissionEnforcement is \
-                     enforced, this takes delete on {} (the chart's \
-                     ownerReferencesPermissionEnforcement: true)",
-                    K::plural(&())
-                )
-            });
-            move |error: kube::Error| match adoption_refused {
-                Some(hint) if needs_delete_for_owner_references(&error) => Error::kube(hint)(error),
-                _ => Error::kube(action)(error),
+            let adopting_what = format!("adopting {kind} {name}");
+            move |error: kube::Error| {
+                let hint = owner_references_hint(&error, &K::plural(&()));
+                match hint.filter(|_| adopting) {
+                    Some(hint) => Error::kube(format!("{adopting_what}; {hint}"))(error),
+                    None => Error::kube(action)(error),
+                }
             }
         };
         match api.patch(&name, &apply, &Patch::Apply(&desired)).await {

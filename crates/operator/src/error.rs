@@ -31,13 +31,20 @@ pub enum Error {
     CachesNotFilled(Duration),
 }
 
-/// Whether `error` is the OwnerReferencesPermissionEnforcement admission
-/// plugin refusing an owner reference change to one who may not delete the
-/// object (the chart grants that with ownerReferencesPermissionEnforcement).
-pub fn needs_delete_for_owner_references(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status)
+/// If `error` is the OwnerReferencesPermissionEnforcement admission plugin
+/// refusing an owner reference change on one of `plural` to one who may not
+/// delete it: what to tell the user, the right it takes and the chart value
+/// that grants it.
+pub fn owner_references_hint(error: &kube::Error, plural: &str) -> Option<String> {
+    let refused = matches!(error, kube::Error::Api(status)
         if status.code == 403
-            && status.message.contains("cannot set an ownerRef on a resource you can't delete"))
+            && status.message.contains("cannot set an ownerRef on a resource you can't delete"));
+    refused.then(|| {
+        format!(
+            "where OwnerReferencesPermissionEnforcement is enforced, this takes delete on \
+             {plural} (the chart's ownerReferencesPermissionEnforcement: true)"
+        )
+    })
 }
 
 impl Error {

@@ -21,7 +21,7 @@ use crate::apply::{Applier, MANAGER};
 use crate::build::{self, ordinal_of};
 use crate::cache::cached;
 use crate::context::{Context, FtpServerKey};
-use crate::error::{Error, backoff, needs_delete_for_owner_references};
+use crate::error::{Error, backoff, owner_references_hint};
 use crate::status::{Degraded, Observed, status, transitions, unparsed_status};
 use crate::validate::validate;
 use crate::watched::{Unparsed, Watched};
@@ -398,12 +398,9 @@ async fn align_scaled_down_claims(
                 tracing::warn!(claim = %name, "the claim's owner references were not changed: {}", status.message);
             }
             Err(error) => {
-                let hint = if needs_delete_for_owner_references(&error) {
-                    "; where OwnerReferencesPermissionEnforcement is enforced, this takes delete on \
-                     persistentvolumeclaims (the chart's ownerReferencesPermissionEnforcement: true)"
-                } else {
-                    ""
-                };
+                let hint = owner_references_hint(&error, "persistentvolumeclaims")
+                    .map(|hint| format!("; {hint}"))
+                    .unwrap_or_default();
                 return Err(Error::kube(format!(
                     "changing the owner references of PersistentVolumeClaim {name} (StatefulSet {set_name}){hint}"
                 ))(error));
