@@ -178,7 +178,8 @@ pinned_bin="$(cd "$bin" && pwd)"
 extra_bins=()
 for extra in "${extras[@]}"; do
   version="$(extra_version "$extra")"
-  if [[ "$version" == "$KUBERNETES_VERSION" ]]; then
+  bin="$(extra_bin "$extra")"
+  if [[ "$bin" == "$pinned_dir" ]]; then
     extra_bins+=("$pinned_bin")
     continue
   fi
@@ -186,7 +187,6 @@ for extra in "${extras[@]}"; do
     log "e2e/tools/kubernetes-$extra/go.mod does not require k8s.io/kubernetes $version (VERSIONS)"
     exit 1
   }
-  bin="$(extra_bin "$extra")"
   mkdir -p "$bin"
   exec 8>"$bin/.lock"
   flock 8
@@ -204,8 +204,9 @@ for extra in "${extras[@]}"; do
   extra_bins+=("$bin")
 done
 
-# Every binary is in place. The Go caches are only for building them (5 GB
-# for these tools), so ours go; caches given from outside stay.
+# Every binary is in place. The Go caches are only for building them (5.1 GB
+# for the pinned set, 7.7 GB for the extra ones), so ours go; caches given
+# from outside stay.
 [[ -z "$own_gocache" || ! -d "$GOCACHE" ]] || go clean -cache
 [[ -z "$own_gomodcache" || ! -d "$GOMODCACHE" ]] || go clean -modcache
 
