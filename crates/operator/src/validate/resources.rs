@@ -9,7 +9,6 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{InvalidSpec, formats};
 use crate::quantity;
@@ -51,7 +50,7 @@ pub fn check(resources: &ResourceRequirements) -> Result<(), InvalidSpec> {
 
     for (name, request) in requests {
         match limits.get(name) {
-            Some(limit) if more(request, limit) => {
+            Some(limit) if quantity::compare(&request.0, &limit.0) == Some(Ordering::Greater) => {
                 return fail(format!(
                     "resources.requests.{name} {:?} must not exceed resources.limits.{name} {:?}",
                     request.0, limit.0
@@ -83,10 +82,6 @@ pub fn check(resources: &ResourceRequirements) -> Result<(), InvalidSpec> {
         );
     }
     Ok(())
-}
-
-fn more(a: &Quantity, b: &Quantity) -> bool {
-    quantity::compare(&a.0, &b.0) == Some(Ordering::Greater)
 }
 
 /// Why `name` cannot be a container's resource, if it cannot.
