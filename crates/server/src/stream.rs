@@ -43,6 +43,15 @@ impl MaybeTls {
         }
     }
 
+    /// The TCP connection underneath, if not detached.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            MaybeTls::Plain(tcp) => Some(tcp),
+            MaybeTls::Tls(tls) => Some(tls.get_ref().0),
+            MaybeTls::Detached => None,
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
     }

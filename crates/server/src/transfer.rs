@@ -257,6 +257,75 @@ fn upload_route(running: usize) -> Route {
     }
 }
 
+/// What the data sockets of all running uploads may hold in their receive
+/// buffers together once many run. An upload that waits for the disk stops
+/// reading its socket, and the kernel lets each socket's buffer grow to
+/// `net.ipv4.tcp_rmem`'s maximum (6 MiB by default, 32 MiB on the benchmark
+/// machine); a thousand such sockets push the node's TCP memory, which all
+/// its pods share, into pressure, where the kernel drops segments and
+/// connections sit out retransmission timeouts with the CPUs and the disk
+/// idle. 1000 uploads at once, kubeftp alone, 10 MiB each, 7 interleaved
+/// rounds: 862-1400 MiB/s (median 1345) against 645-1408 (median 945) with
+/// the kernel's sizing (`kubeftp-bench ftp --phases concurrent --concurrent
+/// 1000 --kubeftp-only`); in one round of the latter the kernel was under
+/// TCP memory pressure for 11.7 s, with 4061 retransmission timeouts
+/// (`nstat`). Other sizes at 1000 uploads: 64 KiB each 1035-1310 MiB/s, 256
+/// KiB 990-1001, 512 KiB 619-737, against 1293-1512 at 128 KiB. With 100
+/// uploads the kernel's sizing did as well as any (1331-1805 MiB/s, against
+/// 1378-1790 at 128 KiB and 1361-1570 at 1 MiB, 4 rounds each).
+const SOCKET_RECV_BUDGET: usize = 128 * 1024 * 1024;
+/// The largest receive buffer an upload's socket is given; with a larger
+/// share the kernel sizes the buffer itself. It is below 208 KiB, the
+/// kernel's default `net.core.rmem_max`, which caps what SO_RCVBUF sets:
+/// the size set is the size used, and a socket is never held below what
+/// the kernel would have given it on a node with that default.
+const SOCKET_RECV_MAX: usize = 128 * 1024;
+/// The smallest: beyond 2048 uploads the budget is exceeded rather than
+/// each socket's window shrinking further.
+const SOCKET_RECV_MIN: usize = 64 * 1024;
+
+/// The receive buffer (SO_RCVBUF) an upload's data socket should have when
+/// `running` uploads run: its share of [`SOCKET_RECV_BUDGET`], a power of
+/// two, once that is at most [`SOCKET_RECV_MAX`] (from 513 uploads);
+/// `None` below, where the kernel sizes it.
+fn socket_recv_buffer(running: usize) -> Option<usize> {
+    let share = SOCKET_RECV_BUDGET / running.max(1);
+    let size = 1 << share.max(1).ilog2();
+    (size <= SOCKET_RECV_MAX).then_some(size.max(SOCKET_RECV_MIN))
+}
+
+/// An upload's data socket (a duplicate of its descriptor), whose receive
+/// buffer follows [`socket_recv_buffer`] as uploads start. It only ever
+/// shrinks: once set, the kernel no longer sizes a socket's buffer itself,
+/// so one that would grow again keeps its size until the upload ends.
+pub struct UploadSocket {
+    socket: socket2::Socket,
+    set: Option<usize>,
+}
+
+impl UploadSocket {
+    /// A duplicate of `tcp`'s descriptor; `None` if none can be made (the
+    /// upload then goes on with the kernel's sizing).
+    pub fn of(tcp: &TcpStream) -> Option<UploadSocket> {
+        let socket = socket2::SockRef::from(tcp).try_clone().ok()?;
+        Some(UploadSocket { socket, set: None })
+    }
+
+    /// Sets the receive buffer to its share when `running` uploads run, if
+    /// that is smaller than what it has.
+    fn follow(&mut self, running: usize) {
+        let Some(size) = socket_recv_buffer(running) else {
+            return;
+        };
+        if self.set.is_none_or(|set| size < set) {
+            // Advisory: if refused, the kernel's sizing stays.
+            if self.socket.set_recv_buffer_size(size).is_ok() {
+                self.set = Some(size);
+            }
+        }
+    }
+}
+
 /// Counts an upload in [`UPLOADS`] while it lives.
 struct Running;
 
@@ -322,12 +391,15 @@ async fn until_quiet(starts: &AtomicUsize, running: &AtomicUsize, period: Durati
 /// none is free, resized by [`refit`] as other uploads start and end); jobs
 /// on the blocking pool write the full ones in order with a [`DiskWriter`],
 /// by the route [`upload_route`] picks, so the fsync before 226 has little
-/// left to do. ASCII uploads use [`copy`]. If the upload is dropped (ABOR)
-/// or its socket fails, no write starts after the one running.
+/// left to do. `socket`, the data connection's, gets its receive buffer
+/// sized by [`UploadSocket::follow`]. ASCII uploads use [`copy`]. If the
+/// upload is dropped (ABOR) or its socket fails, no write starts after the
+/// one running.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     mut from: R,
     file: &tokio::fs::File,
     progress: Progress,
+    mut socket: Option<UploadSocket>,
 ) -> io::Result<u64> {
     let mut file = file.try_clone().await?.into_std().await;
     let start = io::Seek::stream_position(&mut file)?;
@@ -366,6 +438,9 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
         let mut made = 0;
         loop {
             let running = UPLOADS.load(Ordering::Relaxed);
+            if let Some(socket) = &mut socket {
+                socket.follow(running);
+            }
             // A buffer is made only when none is free: where writes keep up
             // with the socket, an upload has two.
             let mut buf = match empty_rx.try_recv() {
@@ -650,7 +725,9 @@ mod tests {
                 let (asked, waiting) = tokio::sync::oneshot::channel();
                 let file = file.try_clone().await.unwrap();
                 let client = SendsNothing(Some(asked));
-                tokio::spawn(async move { receive_file(client, &file, Progress::default()).await });
+                tokio::spawn(async move {
+                    receive_file(client, &file, Progress::default(), None).await
+                });
                 waiting.await.unwrap();
             }
             tokio::task::spawn_blocking(|| "done").await.unwrap()
@@ -682,7 +759,9 @@ mod tests {
             }
         });
         let progress = Progress::default();
-        let n = receive_file(server, &file, progress.clone()).await.unwrap();
+        let n = receive_file(server, &file, progress.clone(), None)
+            .await
+            .unwrap();
         sender.await.unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(progress.load(Ordering::Relaxed), n);
@@ -697,7 +776,7 @@ mod tests {
         let (_dir, path, _) = upload_target().await;
         let read_only = tokio::fs::File::open(&path).await.unwrap();
         let data = vec![7u8; 12 * 1024 * 1024];
-        let err = receive_file(&data[..], &read_only, Progress::default())
+        let err = receive_file(&data[..], &read_only, Progress::default(), None)
             .await
             .unwrap_err();
         assert!(LocalError::is_local(&err), "{err}");
@@ -759,7 +838,9 @@ mod tests {
                     }
                 });
                 let progress = Progress::default();
-                let n = receive_file(server, &file, progress.clone()).await.unwrap();
+                let n = receive_file(server, &file, progress.clone(), None)
+                    .await
+                    .unwrap();
                 sender.await.unwrap();
                 let case = format!("{crowd} others, {} bytes kept", kept.len());
                 assert_eq!(n, data.len() as u64, "{case}");
@@ -783,7 +864,7 @@ mod tests {
             .await
             .unwrap();
         let server = IdleTimeout::new(server, Duration::from_millis(200));
-        let err = receive_file(server, &file, Progress::default())
+        let err = receive_file(server, &file, Progress::default(), None)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
@@ -835,7 +916,7 @@ mod tests {
             others: vec![],
             room: vec![],
         };
-        let n = receive_file(&mut from, &file, Progress::default())
+        let n = receive_file(&mut from, &file, Progress::default(), None)
             .await
             .unwrap();
         assert_eq!(n, from.len as u64);
@@ -851,6 +932,54 @@ mod tests {
         for &(sent, room) in from.room.iter().filter(|(sent, _)| *sent >= settled) {
             assert!(room <= RECV_BUF_MIN, "{room} bytes offered at {sent}");
         }
+    }
+
+    /// Up to 512 uploads the kernel sizes their sockets' receive buffers;
+    /// beyond, each gets its share of the budget, within its bounds.
+    #[test]
+    fn sockets_receive_buffers_are_set_only_for_many_uploads() {
+        for running in [0, 1, 5, 100, 512] {
+            assert_eq!(socket_recv_buffer(running), None, "{running} uploads");
+        }
+        assert_eq!(socket_recv_buffer(513), Some(SOCKET_RECV_MAX));
+        assert_eq!(socket_recv_buffer(1000), Some(128 * 1024));
+        assert_eq!(socket_recv_buffer(1025), Some(64 * 1024));
+        assert_eq!(socket_recv_buffer(100_000), Some(SOCKET_RECV_MIN));
+        for running in 513..=2048 {
+            let size = socket_recv_buffer(running).unwrap();
+            assert!(size * running <= SOCKET_RECV_BUDGET, "{running} uploads");
+            assert!(size.is_power_of_two(), "{running} uploads: {size}");
+        }
+    }
+
+    /// An upload that runs among a thousand sets its socket's receive
+    /// buffer to its share, and keeps it when the others end.
+    #[tokio::test]
+    async fn an_upload_among_many_sets_its_sockets_receive_buffer() {
+        let _alone = CROWDING.lock().await;
+        let (_dir, path, file) = upload_target().await;
+        let (mut client, mut server) = tcp_pair().await;
+        let others: Vec<Running> = (0..999).map(|_| Running::start().0).collect();
+        let socket = UploadSocket::of(&server);
+        let data = vec![7u8; 1024 * 1024];
+        let progress = Progress::default();
+        let sending = async {
+            client.write_all(&data).await.unwrap();
+            // The others end once this upload has read while they ran.
+            while progress.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            drop(others);
+            client.write_all(&data).await.unwrap();
+            client.shutdown().await.unwrap();
+        };
+        let receiving = receive_file(&mut server, &file, progress.clone(), socket);
+        let ((), received) = tokio::join!(sending, receiving);
+        assert_eq!(received.unwrap(), 2 * data.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap().len(), 2 * data.len());
+        // Linux reports twice the size set (its bookkeeping included).
+        let reported = socket2::SockRef::from(&server).recv_buffer_size().unwrap();
+        assert_eq!(reported, 2 * socket_recv_buffer(1000).unwrap());
     }
 
     /// Gives `left` zero bytes, then fails as a reset connection would.
@@ -882,7 +1011,7 @@ mod tests {
         let from = ResetAfter {
             left: 5 * 1024 * 1024 + 3,
         };
-        let err = receive_file(from, &file, Progress::default())
+        let err = receive_file(from, &file, Progress::default(), None)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");

@@ -14,7 +14,7 @@ use crate::listing::{self, Entry};
 use crate::reply::Reply;
 use crate::storage::{self, Storage, StorageError, UploadMode};
 use crate::stream::MaybeTls;
-use crate::transfer::{self, Direction, LocalError, Progress};
+use crate::transfer::{self, Direction, LocalError, Progress, UploadSocket};
 use crate::vpath::VPath;
 
 /// How a supervised transfer ended.
@@ -167,6 +167,7 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = self.transfer_type == TransferType::Ascii;
+        let socket = data.tcp().and_then(UploadSocket::of);
         let data = IdleTimeout::new(data, self.data_timeout());
         let job = {
             let progress = progress.clone();
@@ -174,7 +175,7 @@ impl Session {
                 if ascii {
                     transfer::copy(data, upload.file(), Direction::Inbound, true, progress).await?;
                 } else {
-                    transfer::receive_file(data, upload.file(), progress).await?;
+                    transfer::receive_file(data, upload.file(), progress, socket).await?;
                 }
                 Ok(upload)
             }
