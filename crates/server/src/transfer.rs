@@ -4,7 +4,7 @@
 //! connection (for ABOR and STAT).
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -257,28 +257,30 @@ fn upload_route(running: usize) -> Route {
     }
 }
 
-/// What the data sockets of all running uploads may hold in their receive
-/// buffers together once many run. An upload that waits for the disk stops
-/// reading its socket, and the kernel lets each socket's buffer grow to
-/// `net.ipv4.tcp_rmem`'s maximum (6 MiB by default, 32 MiB on the benchmark
-/// machine); a thousand such sockets push the node's TCP memory, which all
-/// its pods share, into pressure, where the kernel drops segments and
-/// connections sit out retransmission timeouts with the CPUs and the disk
-/// idle. 1000 uploads at once, kubeftp alone, 10 MiB each, 7 interleaved
-/// rounds: 862-1400 MiB/s (median 1345) against 645-1408 (median 945) with
-/// the kernel's sizing (`kubeftp-bench ftp --phases concurrent --concurrent
-/// 1000 --kubeftp-only`); in one round of the latter the kernel was under
-/// TCP memory pressure for 11.7 s, with 4061 retransmission timeouts
-/// (`nstat`). Other sizes at 1000 uploads: 64 KiB each 1035-1310 MiB/s, 256
-/// KiB 990-1001, 512 KiB 619-737, against 1293-1512 at 128 KiB. With 100
-/// uploads the kernel's sizing did as well as any (1331-1805 MiB/s, against
+/// What the data sockets of all running binary uploads may be given
+/// together as their receive buffers (SO_RCVBUF; Linux doubles each for its
+/// bookkeeping, so they may hold up to twice this) once many run. An upload
+/// that waits for the disk stops reading its socket, and the kernel lets
+/// each socket's buffer grow to `net.ipv4.tcp_rmem`'s maximum (6 MiB by
+/// default, 32 MiB on the benchmark machine); a thousand such sockets push
+/// the node's TCP memory, which all its pods share, into pressure, where the
+/// kernel drops segments and connections sit out retransmission timeouts
+/// with the CPUs and the disk idle. 1000 uploads at once, kubeftp alone, 10
+/// MiB each, 7 interleaved rounds: 862-1400 MiB/s (median 1345) against
+/// 645-1408 (median 945) with the kernel's sizing (`kubeftp-bench ftp
+/// --phases concurrent --concurrent 1000 --kubeftp-only`); over one whole
+/// round of the latter (`nstat`) the kernel was under TCP memory pressure
+/// for 11.7 s and counted 4061 retransmission timeouts. Sizes tried in an
+/// earlier session of rounds at 1000 uploads: 64 KiB each 1035-1310 MiB/s,
+/// 128 KiB 1293-1512, 256 KiB 990-1001, 512 KiB 619-737. With 100 uploads
+/// the kernel's sizing did as well as any (1331-1805 MiB/s, against
 /// 1378-1790 at 128 KiB and 1361-1570 at 1 MiB, 4 rounds each).
 const SOCKET_RECV_BUDGET: usize = 128 * 1024 * 1024;
 /// The largest receive buffer an upload's socket is given; with a larger
 /// share the kernel sizes the buffer itself. It is below 208 KiB, the
-/// kernel's default `net.core.rmem_max`, which caps what SO_RCVBUF sets:
-/// the size set is the size used, and a socket is never held below what
-/// the kernel would have given it on a node with that default.
+/// kernel's default `net.core.rmem_max`, which caps what SO_RCVBUF sets, so
+/// the size set is the size used; and (doubled) it is not below the size a
+/// socket starts with (`tcp_rmem`'s default, 128 KiB).
 const SOCKET_RECV_MAX: usize = 128 * 1024;
 /// The smallest: beyond 2048 uploads the budget is exceeded rather than
 /// each socket's window shrinking further.
@@ -294,21 +296,25 @@ fn socket_recv_buffer(running: usize) -> Option<usize> {
     (size <= SOCKET_RECV_MAX).then_some(size.max(SOCKET_RECV_MIN))
 }
 
-/// An upload's data socket (a duplicate of its descriptor), whose receive
-/// buffer follows [`socket_recv_buffer`] as uploads start. It only ever
-/// shrinks: once set, the kernel no longer sizes a socket's buffer itself,
-/// so one that would grow again keeps its size until the upload ends.
+/// An upload's data socket, whose receive buffer follows
+/// [`socket_recv_buffer`] as uploads start. It only ever shrinks: once
+/// set, the kernel no longer sizes a socket's buffer itself, so one that
+/// would grow again keeps its size until the upload ends. Shrinking does
+/// not take back a window already offered to the client.
 pub struct UploadSocket {
-    socket: socket2::Socket,
+    /// The descriptor of the connection [`receive_file`] reads, which owns
+    /// it and so keeps it open while this is used.
+    fd: RawFd,
     set: Option<usize>,
 }
 
 impl UploadSocket {
-    /// A duplicate of `tcp`'s descriptor; `None` if none can be made (the
-    /// upload then goes on with the kernel's sizing).
-    pub fn of(tcp: &TcpStream) -> Option<UploadSocket> {
-        let socket = socket2::SockRef::from(tcp).try_clone().ok()?;
-        Some(UploadSocket { socket, set: None })
+    /// `tcp`'s socket, for the upload that reads `tcp`.
+    pub fn of(tcp: &TcpStream) -> UploadSocket {
+        UploadSocket {
+            fd: tcp.as_raw_fd(),
+            set: None,
+        }
     }
 
     /// Sets the receive buffer to its share when `running` uploads run, if
@@ -317,13 +323,31 @@ impl UploadSocket {
         let Some(size) = socket_recv_buffer(running) else {
             return;
         };
-        if self.set.is_none_or(|set| size < set) {
-            // Advisory: if refused, the kernel's sizing stays.
-            if self.socket.set_recv_buffer_size(size).is_ok() {
-                self.set = Some(size);
-            }
+        // Advisory: if refused, the kernel's sizing stays.
+        if self.set.is_none_or(|set| size < set) && set_recv_buffer(self.fd, size).is_ok() {
+            self.set = Some(size);
         }
     }
+}
+
+/// SO_RCVBUF on a socket.
+fn set_recv_buffer(fd: RawFd, size: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt with a pointer to a live c_int and its size; a
+    // descriptor that is not a socket only makes it fail.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Counts an upload in [`UPLOADS`] while it lives.
@@ -438,9 +462,6 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
         let mut made = 0;
         loop {
             let running = UPLOADS.load(Ordering::Relaxed);
-            if let Some(socket) = &mut socket {
-                socket.follow(running);
-            }
             // A buffer is made only when none is free: where writes keep up
             // with the socket, an upload has two.
             let mut buf = match empty_rx.try_recv() {
@@ -459,6 +480,11 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
             buf = buf
                 .renew(refit(len, running).unwrap_or(len))
                 .map_err(LocalError::wrap)?;
+            // Counted again: a stalled upload may have waited for its buffer
+            // while uploads started.
+            if let Some(socket) = &mut socket {
+                socket.follow(UPLOADS.load(Ordering::Relaxed));
+            }
             let n = fill(&mut from, buf.as_mut_slice()).await?;
             if n == 0 {
                 break;
@@ -960,7 +986,7 @@ mod tests {
         let (_dir, path, file) = upload_target().await;
         let (mut client, mut server) = tcp_pair().await;
         let others: Vec<Running> = (0..999).map(|_| Running::start().0).collect();
-        let socket = UploadSocket::of(&server);
+        let socket = Some(UploadSocket::of(&server));
         let data = vec![7u8; 1024 * 1024];
         let progress = Progress::default();
         let sending = async {
@@ -980,6 +1006,24 @@ mod tests {
         // Linux reports twice the size set (its bookkeeping included).
         let reported = socket2::SockRef::from(&server).recv_buffer_size().unwrap();
         assert_eq!(reported, 2 * socket_recv_buffer(1000).unwrap());
+    }
+
+    /// A socket's receive buffer only shrinks: set for 1025 uploads, it
+    /// stays at that share when they drop to 1000, and when they drop to one.
+    #[tokio::test]
+    async fn an_upload_sockets_receive_buffer_only_shrinks() {
+        let (_client, server) = tcp_pair().await;
+        let reported = || socket2::SockRef::from(&server).recv_buffer_size().unwrap();
+        let mut socket = UploadSocket::of(&server);
+        socket.follow(1025);
+        let small = 2 * socket_recv_buffer(1025).unwrap();
+        assert_eq!(reported(), small);
+        socket.follow(1000);
+        assert_eq!(reported(), small);
+        socket.follow(1);
+        assert_eq!(reported(), small);
+        socket.follow(2048);
+        assert_eq!(reported(), 2 * socket_recv_buffer(2048).unwrap());
     }
 
     /// Gives `left` zero bytes, then fails as a reset connection would.

@@ -167,7 +167,7 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = self.transfer_type == TransferType::Ascii;
-        let socket = data.tcp().and_then(UploadSocket::of);
+        let socket = data.tcp().map(UploadSocket::of);
         let data = IdleTimeout::new(data, self.data_timeout());
         let job = {
             let progress = progress.clone();
