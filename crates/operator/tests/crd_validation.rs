@@ -754,3 +754,79 @@ async fn advertised_addresses_the_apiserver_accepts_are_the_servers() -> Result<
     }
     Ok(())
 }
+
+/// The operator's check of `spec.resources` (which the CRD's rules cannot
+/// afford in full) takes exactly what the apiserver takes in a pod's
+/// container, so an FtpServer it lets through never has its StatefulSet
+/// refused, and one it refuses would have been. The apiserver judges each
+/// case as a pod created with dryRun.
+#[tokio::test]
+async fn container_resources_the_operator_takes_are_the_apiservers() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+    use kubeftp_api::FtpServerSpec;
+    use kubeftp_operator::validate::validate;
+    let ns = shared_namespace("resources-agree").await?;
+    // The pods' account, which the controller manager may not have made yet.
+    let accounts: Api<ServiceAccount> = Api::namespaced(ns.client.clone(), &ns.name);
+    let account = serde_json::from_value(json!({"metadata": {"name": "default"}}))?;
+    match accounts.create(&PostParams::default(), &account).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => bail!("creating the default service account: {error}"),
+    }
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let cases = [
+        json!({"requests": {"cpu": "500m", "memory": "64Mi"}}),
+        json!({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}),
+        json!({"limits": {"storage": "1Gi"}}),
+        json!({"limits": {"pods": "1"}}),
+        // Extended resources: whole units, requests equal to limits.
+        json!({"limits": {"example.com/gpu": 1}}),
+        json!({"requests": {"example.com/gpu": 1}, "limits": {"example.com/gpu": 1}}),
+        json!({"requests": {"example.com/gpu": 1}}),
+        json!({"requests": {"example.com/gpu": 1}, "limits": {"example.com/gpu": 2}}),
+        json!({"limits": {"example.com/gpu": "500m"}}),
+        json!({"limits": {"requests.example.com/gpu": 1}}),
+        // Names in the kubernetes.io domain count as Kubernetes' own.
+        json!({"requests": {"example.kubernetes.io/widget": "500m"}}),
+        json!({"requests": {"kubernetes.io/widget": 1}, "limits": {"kubernetes.io/widget": 2}}),
+        json!({"limits": {"requests.kubernetes.io/widget": "1"}}),
+        json!({"limits": {"example.kubernetes.io.example.com/widget": "500m"}}),
+        // Huge pages: whole pages, never overcommitted, with cpu or memory.
+        json!({"limits": {"hugepages-2Mi": "4Mi", "memory": "1Gi"}}),
+        json!({"limits": {"hugepages-2Mi": "3Mi", "memory": "1Gi"}}),
+        json!({"limits": {"hugepages-2Mi": "4Mi"}}),
+        json!({"requests": {"hugepages-2Mi": "2Mi", "memory": "1Gi"},
+               "limits": {"hugepages-2Mi": "4Mi", "memory": "1Gi"}}),
+        json!({"limits": {"hugepages-x": "4Mi", "memory": "1Gi"}}),
+    ];
+    let mut failures = Vec::new();
+    for (index, resources) in cases.iter().enumerate() {
+        let mut spec = valid("unused")["spec"].clone();
+        spec["resources"] = resources.clone();
+        let spec: FtpServerSpec = serde_json::from_value(spec)?;
+        let ours = validate(&spec).map_err(|refusal| refusal.0);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("resources-{index}")},
+            "spec": {"containers": [{"name": "ftp", "image": "kubeftp-server", "resources": resources}]},
+        }))?;
+        let apiservers = match pods.create(&dry_run, &pod).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 422 => Err(status.message),
+            Err(error) => bail!("{resources}: {error}"),
+        };
+        if ours.is_ok() != apiservers.is_ok() {
+            failures.push(format!(
+                "{resources}: the operator: {ours:?}; the apiserver: {apiservers:?}"
+            ));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok(())
+}

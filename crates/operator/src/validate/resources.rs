@@ -108,7 +108,9 @@ fn name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
-/// Kubernetes' own resources: no domain, or one in kubernetes.io.
+/// Kubernetes' own resources: no domain, or one in kubernetes.io (the
+/// apiserver's IsNativeResource; `container_resources_the_operator_takes_are_the_apiservers`
+/// in tests/crd_validation.rs holds the two in agreement).
 fn is_native(name: &str) -> bool {
     !name.contains('/') || name.contains("kubernetes.io/")
 }
