@@ -37,6 +37,10 @@ impl<S> IdleTimeout<S> {
         }
     }
 
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// What to return for an operation of the inner stream: its result when
     /// ready (which counts as progress), otherwise pending until the deadline.
     fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {

@@ -4,7 +4,7 @@
 //! connection (for ABOR and STAT).
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -270,8 +270,8 @@ fn upload_route(running: usize) -> Route {
 /// 645-1408 (median 945) with the kernel's sizing (`kubeftp-bench ftp
 /// --phases concurrent --concurrent 1000 --kubeftp-only`); over one whole
 /// round of the latter (`nstat`) the kernel was under TCP memory pressure
-/// for 11.7 s and counted 4061 retransmission timeouts. Sizes tried in an
-/// earlier session of rounds at 1000 uploads: 64 KiB each 1035-1310 MiB/s,
+/// for 11.7 s and counted 4061 retransmission timeouts. Fixed sizes at 1000
+/// uploads (interleaved rounds): 64 KiB each 1035-1310 MiB/s,
 /// 128 KiB 1293-1512, 256 KiB 990-1001, 512 KiB 619-737. With 100 uploads
 /// the kernel's sizing did as well as any (1331-1805 MiB/s, against
 /// 1378-1790 at 128 KiB and 1361-1570 at 1 MiB, 4 rounds each).
@@ -279,11 +279,12 @@ const SOCKET_RECV_BUDGET: usize = 128 * 1024 * 1024;
 /// The largest receive buffer an upload's socket is given; with a larger
 /// share the kernel sizes the buffer itself. It is below 208 KiB, the
 /// kernel's default `net.core.rmem_max`, which caps what SO_RCVBUF sets, so
-/// the size set is the size used; and (doubled) it is not below the size a
-/// socket starts with (`tcp_rmem`'s default, 128 KiB).
+/// the size set is the size used.
 const SOCKET_RECV_MAX: usize = 128 * 1024;
 /// The smallest: beyond 2048 uploads the budget is exceeded rather than
-/// each socket's window shrinking further.
+/// each socket's window shrinking further. Doubled, it is the size a socket
+/// starts with (`tcp_rmem`'s default, 128 KiB), so no socket is set below
+/// its starting size.
 const SOCKET_RECV_MIN: usize = 64 * 1024;
 
 /// The receive buffer (SO_RCVBUF) an upload's data socket should have when
@@ -296,59 +297,36 @@ fn socket_recv_buffer(running: usize) -> Option<usize> {
     (size <= SOCKET_RECV_MAX).then_some(size.max(SOCKET_RECV_MIN))
 }
 
-/// An upload's data socket, whose receive buffer follows
+/// The receive buffer of an upload's data socket, which follows
 /// [`socket_recv_buffer`] as uploads start. It only ever shrinks: once
 /// set, the kernel no longer sizes a socket's buffer itself, so one that
 /// would grow again keeps its size until the upload ends. Shrinking does
 /// not take back a window already offered to the client.
-pub struct UploadSocket {
-    /// The descriptor of the connection [`receive_file`] reads, which owns
-    /// it and so keeps it open while this is used.
-    fd: RawFd,
+#[derive(Default)]
+struct RecvBuffer {
     set: Option<usize>,
 }
 
-impl UploadSocket {
-    /// `tcp`'s socket, for the upload that reads `tcp`.
-    pub fn of(tcp: &TcpStream) -> UploadSocket {
-        UploadSocket {
-            fd: tcp.as_raw_fd(),
-            set: None,
-        }
-    }
-
-    /// Sets the receive buffer to its share when `running` uploads run, if
-    /// that is smaller than what it has.
-    fn follow(&mut self, running: usize) {
+impl RecvBuffer {
+    /// Sets `tcp`'s receive buffer to its share when `running` uploads
+    /// run, if that is smaller than what it has.
+    fn follow(&mut self, tcp: &TcpStream, running: usize) {
         let Some(size) = socket_recv_buffer(running) else {
             return;
         };
         // Advisory: if refused, the kernel's sizing stays.
-        if self.set.is_none_or(|set| size < set) && set_recv_buffer(self.fd, size).is_ok() {
+        if self.set.is_none_or(|set| size < set)
+            && socket2::SockRef::from(tcp)
+                .set_recv_buffer_size(size)
+                .is_ok()
+        {
             self.set = Some(size);
         }
     }
 }
 
-/// SO_RCVBUF on a socket.
-fn set_recv_buffer(fd: RawFd, size: usize) -> io::Result<()> {
-    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt with a pointer to a live c_int and its size; a
-    // descriptor that is not a socket only makes it fail.
-    let set = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if set < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+/// Finds the TCP connection under an upload's data stream, if it has one.
+pub type TcpOf<R> = fn(&R) -> Option<&TcpStream>;
 
 /// Counts an upload in [`UPLOADS`] while it lives.
 struct Running;
@@ -415,15 +393,16 @@ async fn until_quiet(starts: &AtomicUsize, running: &AtomicUsize, period: Durati
 /// none is free, resized by [`refit`] as other uploads start and end); jobs
 /// on the blocking pool write the full ones in order with a [`DiskWriter`],
 /// by the route [`upload_route`] picks, so the fsync before 226 has little
-/// left to do. `socket`, the data connection's, gets its receive buffer
-/// sized by [`UploadSocket::follow`]. ASCII uploads use [`copy`]. If the
+/// left to do. The TCP connection `tcp_of` finds under `from` gets its
+/// receive buffer sized by [`RecvBuffer::follow`]. ASCII uploads use
+/// [`copy`]. If the
 /// upload is dropped (ABOR) or its socket fails, no write starts after the
 /// one running.
 pub async fn receive_file<R: AsyncRead + Unpin>(
     mut from: R,
     file: &tokio::fs::File,
     progress: Progress,
-    mut socket: Option<UploadSocket>,
+    tcp_of: Option<TcpOf<R>>,
 ) -> io::Result<u64> {
     let mut file = file.try_clone().await?.into_std().await;
     let start = io::Seek::stream_position(&mut file)?;
@@ -460,6 +439,7 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
     let reading = async move {
         let mut total = 0u64;
         let mut made = 0;
+        let mut recv_buffer = RecvBuffer::default();
         loop {
             let running = UPLOADS.load(Ordering::Relaxed);
             // A buffer is made only when none is free: where writes keep up
@@ -482,8 +462,8 @@ pub async fn receive_file<R: AsyncRead + Unpin>(
                 .map_err(LocalError::wrap)?;
             // Counted again: a stalled upload may have waited for its buffer
             // while uploads started.
-            if let Some(socket) = &mut socket {
-                socket.follow(UPLOADS.load(Ordering::Relaxed));
+            if let Some(tcp) = tcp_of.and_then(|tcp_of| tcp_of(&from)) {
+                recv_buffer.follow(tcp, UPLOADS.load(Ordering::Relaxed));
             }
             let n = fill(&mut from, buf.as_mut_slice()).await?;
             if n == 0 {
@@ -986,7 +966,9 @@ mod tests {
         let (_dir, path, file) = upload_target().await;
         let (mut client, mut server) = tcp_pair().await;
         let others: Vec<Running> = (0..999).map(|_| Running::start().0).collect();
-        let socket = Some(UploadSocket::of(&server));
+        fn itself<'a>(tcp: &'a &mut TcpStream) -> Option<&'a TcpStream> {
+            Some(tcp)
+        }
         let data = vec![7u8; 1024 * 1024];
         let progress = Progress::default();
         let sending = async {
@@ -999,7 +981,7 @@ mod tests {
             client.write_all(&data).await.unwrap();
             client.shutdown().await.unwrap();
         };
-        let receiving = receive_file(&mut server, &file, progress.clone(), socket);
+        let receiving = receive_file(&mut server, &file, progress.clone(), Some(itself));
         let ((), received) = tokio::join!(sending, receiving);
         assert_eq!(received.unwrap(), 2 * data.len() as u64);
         assert_eq!(std::fs::read(&path).unwrap().len(), 2 * data.len());
@@ -1008,22 +990,24 @@ mod tests {
         assert_eq!(reported, 2 * socket_recv_buffer(1000).unwrap());
     }
 
-    /// A socket's receive buffer only shrinks: set for 1025 uploads, it
-    /// stays at that share when they drop to 1000, and when they drop to one.
+    /// A socket's receive buffer only shrinks: set to the share of 600
+    /// uploads, it shrinks to the smaller share of 1025, and keeps that when
+    /// they drop to 1000 (whose share is larger) and to one.
     #[tokio::test]
     async fn an_upload_sockets_receive_buffer_only_shrinks() {
         let (_client, server) = tcp_pair().await;
         let reported = || socket2::SockRef::from(&server).recv_buffer_size().unwrap();
-        let mut socket = UploadSocket::of(&server);
-        socket.follow(1025);
-        let small = 2 * socket_recv_buffer(1025).unwrap();
-        assert_eq!(reported(), small);
-        socket.follow(1000);
-        assert_eq!(reported(), small);
-        socket.follow(1);
-        assert_eq!(reported(), small);
-        socket.follow(2048);
-        assert_eq!(reported(), 2 * socket_recv_buffer(2048).unwrap());
+        let mut recv_buffer = RecvBuffer::default();
+        recv_buffer.follow(&server, 600);
+        assert_eq!(reported(), 2 * socket_recv_buffer(600).unwrap());
+        recv_buffer.follow(&server, 1025);
+        let smaller = 2 * socket_recv_buffer(1025).unwrap();
+        assert!(smaller < 2 * socket_recv_buffer(1000).unwrap());
+        assert_eq!(reported(), smaller);
+        recv_buffer.follow(&server, 1000);
+        assert_eq!(reported(), smaller);
+        recv_buffer.follow(&server, 1);
+        assert_eq!(reported(), smaller);
     }
 
     /// Gives `left` zero bytes, then fails as a reset connection would.

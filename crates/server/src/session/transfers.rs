@@ -14,7 +14,7 @@ use crate::listing::{self, Entry};
 use crate::reply::Reply;
 use crate::storage::{self, Storage, StorageError, UploadMode};
 use crate::stream::MaybeTls;
-use crate::transfer::{self, Direction, LocalError, Progress, UploadSocket};
+use crate::transfer::{self, Direction, LocalError, Progress};
 use crate::vpath::VPath;
 
 /// How a supervised transfer ended.
@@ -167,7 +167,6 @@ impl Session {
         let started = Instant::now();
         let progress = Progress::default();
         let ascii = self.transfer_type == TransferType::Ascii;
-        let socket = data.tcp().map(UploadSocket::of);
         let data = IdleTimeout::new(data, self.data_timeout());
         let job = {
             let progress = progress.clone();
@@ -175,7 +174,7 @@ impl Session {
                 if ascii {
                     transfer::copy(data, upload.file(), Direction::Inbound, true, progress).await?;
                 } else {
-                    transfer::receive_file(data, upload.file(), progress, socket).await?;
+                    transfer::receive_file(data, upload.file(), progress, Some(data_tcp)).await?;
                 }
                 Ok(upload)
             }
@@ -431,4 +430,9 @@ impl<T> Outcome<T> {
             Outcome::ShuttingDown => Outcome::ShuttingDown,
         }
     }
+}
+
+/// The TCP connection under a data connection, if it is not detached.
+fn data_tcp(data: &IdleTimeout<MaybeTls>) -> Option<&tokio::net::TcpStream> {
+    data.get_ref().tcp()
 }
