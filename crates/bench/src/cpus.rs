@@ -70,6 +70,11 @@ impl Drop for PinnedProcess {
     }
 }
 
+/// Keeps the calling thread on `cpu`.
+pub fn pin_this_thread(cpu: usize) -> io::Result<()> {
+    set_affinity(0, &[cpu])
+}
+
 /// Idle (idle + iowait) and total time of one CPU, or of all together
 /// (`None`), in clock ticks since boot, from /proc/stat.
 pub fn times(cpu: Option<usize>) -> Option<(u64, u64)> {
