@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kubeftp_server::disk_writer::{AlignedBuf, DIRECT_ALIGN};
+use kubeftp_server::transfer;
 use rand::RngCore;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, watch};
@@ -395,8 +396,9 @@ pub async fn run(args: Args) -> Result<()> {
         percent(figures.retr.0, figures.iperf)
     );
     println!(
-        "- loopback TCP moving the RETR file itself, sent with sendfile(2) in 1 MiB calls as the servers send it and read in {} KiB reads as the client reads it, no FTP (median of {}, between the RETR runs): {}; kubeftp RETR reaches {}. \
+        "- loopback TCP moving the RETR file itself, sent with sendfile(2) in {} KiB calls as kubeftp sends it and read in {} KiB reads as the client reads it, no FTP (median of {}, between the RETR runs): {}; kubeftp RETR reaches {}. \
          iperf3 writes one 128 KiB buffer again and again, so what its receiver copies was written moments before; a download's page-cache pages come from memory",
+        transfer::SENDFILE_CHUNK / 1024,
         CLIENT_BUF / 1024,
         args.runs,
         mib_per_s(figures.sendfile),
@@ -1115,12 +1117,11 @@ fn iperf3(placement: Option<Placement>) -> Result<f64> {
 }
 
 /// Loopback TCP moving `file` once, the RETR path without FTP: sent with
-/// sendfile(2) in 1 MiB calls, as kubeftp sends a download, from a thread
-/// on the servers' CPU; read in [`CLIENT_BUF`] reads, as the benchmark's
+/// kubeftp's own sendfile(2) call, as it sends a download, from a thread on
+/// the servers' CPU; read in [`CLIENT_BUF`] reads, as the benchmark's
 /// client reads, on this thread (on the client's CPU while the single
 /// streams run). Bytes per second.
 fn sendfile_loopback(placement: Option<Placement>, file: &Path) -> Result<f64> {
-    use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     let addr = listener.local_addr()?;
     let file = fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
@@ -1131,19 +1132,7 @@ fn sendfile_loopback(placement: Option<Placement>, file: &Path) -> Result<f64> {
             cpus::pin_this_thread(p.server)?;
         }
         let socket = std::net::TcpStream::connect(addr)?;
-        let mut offset: libc::off_t = 0;
-        while (offset as u64) < size {
-            let count = (size - offset as u64).min(MIB) as usize;
-            // SAFETY: both descriptors stay open for the call, and the
-            // kernel writes only `offset`.
-            let sent =
-                unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
-            match sent {
-                ..0 => return Err(std::io::Error::last_os_error()),
-                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                _ => {}
-            }
-        }
+        while transfer::sendfile(&socket, &file)? > 0 {}
         Ok(())
     });
     let (mut connection, _) = listener.accept()?;

@@ -83,7 +83,7 @@ where
 /// single 1 GiB RETR (2135-2229 against 1974-2184 MiB/s, medians of 5).
 /// Much larger calls gained nothing more (16 MiB), and 4 MiB calls once
 /// ran a single RETR slower on loopback with BBR, which paces with timers.
-const SENDFILE_CHUNK: usize = 1024 * 1024;
+pub const SENDFILE_CHUNK: usize = 1024 * 1024;
 
 /// Sends `file` from its current position (REST) to its end over a plain
 /// TCP connection with sendfile(2): page cache to socket, no copy through
@@ -118,8 +118,10 @@ pub async fn send_file(
     Ok(total)
 }
 
-/// One sendfile(2) call from the file's current position.
-fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
+/// One sendfile(2) call of at most [`SENDFILE_CHUNK`] bytes from the
+/// file's current position; 0 at its end. (The benchmark's loopback
+/// ceiling sends with it too.)
+pub fn sendfile(to: &impl AsRawFd, file: &std::fs::File) -> io::Result<u64> {
     // SAFETY: both fds stay open across the call; a null offset uses and
     // advances the file position.
     let n = unsafe {
