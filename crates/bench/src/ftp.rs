@@ -1,7 +1,8 @@
 //! A minimal FTP client: just enough (USER/PASS, TYPE, PASV, RETR, STOR,
 //! LIST, QUIT) to drive both servers identically.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -120,22 +121,6 @@ impl Ftp {
         self.expect(None, 2).await.map(|_| ())
     }
 
-    /// Downloads `path`, discarding the data; returns its size.
-    pub async fn retr(&mut self, path: &str, buf: &mut [u8]) -> Result<u64> {
-        let mut data = self.begin_retr(path).await?;
-        let n = drain(&mut data, buf).await?;
-        drop(data); // close at EOF before reading the 226, as real clients do
-        self.end_transfer().await?;
-        Ok(n)
-    }
-
-    /// Uploads `contents` to `path`; returns once the server said 226.
-    pub async fn stor(&mut self, path: &str, contents: &[u8], chunk: usize) -> Result<()> {
-        let data = self.open_data().await?;
-        self.send_stor(path).await?;
-        self.finish_stor(data, contents, chunk).await
-    }
-
     /// Sends `contents` on the data connection of a STOR and closes it;
     /// returns once the server said 226.
     pub async fn finish_stor(
@@ -148,6 +133,35 @@ impl Ftp {
             data.write_all(piece).await?;
         }
         data.shutdown().await?;
+        drop(data);
+        self.end_transfer().await
+    }
+
+    /// Downloads `path`, discarding the data; returns its size. The data
+    /// is read with blocking reads on this thread, as iperf3's receiver
+    /// reads: read on the runtime, one fast loopback stream was paced by
+    /// the client, not the server (see docs/performance.md).
+    pub async fn retr_blocking(&mut self, path: &str, buf: &mut [u8]) -> Result<u64> {
+        let data = self.begin_retr(path).await?;
+        let mut data = into_blocking(data)?;
+        let n = tokio::task::block_in_place(|| drain_blocking(&mut data, buf))?;
+        drop(data); // close at EOF before reading the 226, as real clients do
+        self.end_transfer().await?;
+        Ok(n)
+    }
+
+    /// Uploads `contents` to `path` in `chunk`-sized blocking writes on this
+    /// thread, like [`Ftp::retr_blocking`]; returns once the server said 226.
+    pub async fn stor_blocking(&mut self, path: &str, contents: &[u8], chunk: usize) -> Result<()> {
+        let data = self.open_data().await?;
+        self.send_stor(path).await?;
+        let mut data = into_blocking(data)?;
+        tokio::task::block_in_place(|| -> std::io::Result<()> {
+            for piece in contents.chunks(chunk) {
+                data.write_all(piece)?;
+            }
+            data.shutdown(Shutdown::Write)
+        })?;
         drop(data);
         self.end_transfer().await
     }
@@ -172,6 +186,25 @@ pub async fn drain(data: &mut TcpStream, buf: &mut [u8]) -> Result<u64> {
     let mut total = 0u64;
     loop {
         let n = data.read(buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+/// A data connection taken off the runtime, for blocking reads and writes.
+fn into_blocking(data: TcpStream) -> std::io::Result<std::net::TcpStream> {
+    let data = data.into_std()?;
+    data.set_nonblocking(false)?;
+    Ok(data)
+}
+
+/// [`drain`] with blocking reads.
+fn drain_blocking(data: &mut std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = data.read(buf)?;
         if n == 0 {
             return Ok(total);
         }
