@@ -60,9 +60,15 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed the default test config.
     pub async fn start_with(adjust: impl Fn(&mut Config)) -> TestServer {
+        Self::start_with_users("", adjust).await
+    }
+
+    /// [`TestServer::start_with`], with `extra_users` (TOML `[[user]]`
+    /// tables) added to the users file.
+    pub async fn start_with_users(extra_users: &str, adjust: impl Fn(&mut Config)) -> TestServer {
         let root = tempfile::tempdir().unwrap();
         let users_file = root.path().join("users.toml");
-        std::fs::write(&users_file, users_toml("")).unwrap();
+        std::fs::write(&users_file, users_toml(extra_users)).unwrap();
         for _ in 0..100 {
             let base = 20000 + rand::random::<u16>() % 40000;
             let mut config = Config {
