@@ -962,7 +962,7 @@ async fn concurrent(server: &Server, n: usize, contents: &Arc<Vec<u8>>) -> Resul
                 drop(permit);
                 steps.arrive(Steps::FLOWING).await?;
                 let rest = ftp::drain(&mut data, &mut buf).await?;
-                drop(data); // as in Ftp::retr
+                drop(data); // as in Ftp::retr_blocking
                 ftp.end_transfer().await?;
                 if first + rest != size {
                     bail!("moved {} bytes, expected {size}", first + rest);
@@ -1410,12 +1410,18 @@ mod tests {
         first..=first + PORTS - 1
     }
 
+    /// Taken by each test that starts a kubeftp-server: the servers of one
+    /// test process share a cgroup name, and their passive ranges may be
+    /// the same.
+    static ONE_SERVER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// One concurrent round against a real kubeftp-server: every session
     /// moves the whole file both ways through the round's barriers, the
     /// uploads arrive whole (checked and removed by the round), and every
     /// figure is measured. CPU figures need a cgroup (root).
     #[tokio::test(flavor = "multi_thread")]
     async fn a_concurrent_round_measures_both_directions() {
+        let _alone = ONE_SERVER_AT_A_TIME.lock().await;
         let work = tempfile::tempdir().unwrap();
         fs::create_dir_all(work.path().join("data/list")).unwrap();
         let contents: Vec<u8> = (0..3 * MIB as usize + 1234)
@@ -1469,6 +1475,7 @@ mod tests {
     /// against a real kubeftp-server (`retr` and `stor` check the sizes).
     #[tokio::test(flavor = "multi_thread")]
     async fn a_single_stream_moves_the_whole_file_both_ways() {
+        let _alone = ONE_SERVER_AT_A_TIME.lock().await;
         let work = tempfile::tempdir().unwrap();
         fs::create_dir_all(work.path().join("data/list")).unwrap();
         let size = 3 * MIB + 1234;

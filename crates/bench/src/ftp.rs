@@ -139,8 +139,11 @@ impl Ftp {
 
     /// Downloads `path`, discarding the data; returns its size. The data
     /// is read with blocking reads on this thread, as iperf3's receiver
-    /// reads: read on the runtime, one fast loopback stream was paced by
-    /// the client, not the server (see docs/performance.md).
+    /// reads, so that one fast loopback stream is paced by the server, not
+    /// by the client's runtime (see docs/performance.md).
+    ///
+    /// # Panics
+    /// On a current-thread runtime (`block_in_place`).
     pub async fn retr_blocking(&mut self, path: &str, buf: &mut [u8]) -> Result<u64> {
         let data = self.begin_retr(path).await?;
         let mut data = into_blocking(data)?;
@@ -152,6 +155,9 @@ impl Ftp {
 
     /// Uploads `contents` to `path` in `chunk`-sized blocking writes on this
     /// thread, like [`Ftp::retr_blocking`]; returns once the server said 226.
+    ///
+    /// # Panics
+    /// On a current-thread runtime (`block_in_place`).
     pub async fn stor_blocking(&mut self, path: &str, contents: &[u8], chunk: usize) -> Result<()> {
         let data = self.open_data().await?;
         self.send_stor(path).await?;
@@ -194,11 +200,18 @@ pub async fn drain(data: &mut TcpStream, buf: &mut [u8]) -> Result<u64> {
 }
 
 /// A data connection taken off the runtime, for blocking reads and writes.
+/// A server that stops moving data fails them after [`STALLED`], as no
+/// timeout around the future could cancel a blocking call.
 fn into_blocking(data: TcpStream) -> std::io::Result<std::net::TcpStream> {
     let data = data.into_std()?;
     data.set_nonblocking(false)?;
+    data.set_read_timeout(Some(STALLED))?;
+    data.set_write_timeout(Some(STALLED))?;
     Ok(data)
 }
+
+/// How long a blocking read or write on a data connection may wait.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// [`drain`] with blocking reads.
 fn drain_blocking(data: &mut std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<u64> {

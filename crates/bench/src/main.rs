@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// kubeftp-server against vsftpd on loopback (root; 12-20 minutes).
+    /// kubeftp-server against vsftpd on loopback (root; 11-20 minutes).
     Ftp(bench_ftp::Args),
     /// The operator with many FtpServers on a real control plane.
     Operator(bench_operator::Args),

@@ -7,6 +7,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::time::Duration;
 
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -43,8 +44,8 @@ fn server_side_rcvbuf(server_port: u16, client: SocketAddr) -> usize {
     digits.parse().unwrap()
 }
 
-/// Lets this process hold the ~2600 descriptors of 520 sessions on both
-/// ends.
+/// Lets this process hold the descriptors of 520 sessions on both ends
+/// (two sockets each side, the file and its clone: about 3600).
 fn raise_descriptor_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -54,7 +55,7 @@ fn raise_descriptor_limit() {
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
         // Root may raise the hard limit too.
-        limit.rlim_cur = limit.rlim_max.max(4096);
+        limit.rlim_cur = limit.rlim_max.max(8192);
         limit.rlim_max = limit.rlim_cur;
         assert_eq!(
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit),
@@ -108,12 +109,18 @@ async fn an_upload_among_many_gets_a_small_socket_receive_buffer() {
     let rcvbuf = |u: &Upload| server_side_rcvbuf(u.server_port, u.data.local_addr().unwrap());
     // 128 MiB shared by 513 to 520: 252-255 KiB each, a power of two at
     // most 128 KiB; Linux reports twice what was set.
-    let last = rcvbuf(uploads.last().unwrap());
-    assert_eq!(last, 2 * 128 * 1024, "the last upload's socket");
-    // The first started alone: the kernel sizes its buffer, and here that
-    // size is not the one set above (else this test could not tell).
+    let expected = 2 * 128 * 1024;
+    // The first upload started alone, so the kernel sized its buffer: at
+    // `tcp_rmem`'s default, which must differ for the test to tell.
     let first = rcvbuf(&uploads[0]);
-    assert_ne!(first, last, "the first upload's socket");
+    if first == expected {
+        eprintln!("this machine's tcp_rmem default is {first}, the size under test: not checked");
+        return;
+    }
+    // The server counts an upload and sizes its socket just after its 150.
+    let last = uploads.last().unwrap();
+    let sized = eventually(Duration::from_secs(10), async || rcvbuf(last) == expected).await;
+    assert!(sized, "the last upload's socket: rb {}", rcvbuf(last));
 
     // Every upload still completes.
     for (i, mut u) in uploads.into_iter().enumerate() {
