@@ -103,7 +103,7 @@ crds:
 	$(CARGO) run -q -p kubeftp-operator -- crd > crds/ftpserver.yaml
 	cp crds/ftpserver.yaml charts/kubeftp/crds/ftpserver.yaml
 
-## Benchmark kubeftp-server against vsftpd on loopback (root; 12-20 minutes).
+## Benchmark kubeftp-server against vsftpd on loopback (root; 11-20 minutes).
 bench-ftp:
 	@command -v vsftpd >/dev/null && command -v iperf3 >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd iperf3; }
