@@ -1410,24 +1410,20 @@ mod tests {
         first..=first + PORTS - 1
     }
 
-    /// Taken by each test that starts a kubeftp-server: the servers of one
-    /// test process share a cgroup name, and their passive ranges may be
-    /// the same.
-    static ONE_SERVER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    /// A file of 3 MiB and a bit, in a pattern that shows misplaced bytes.
+    fn test_file() -> Vec<u8> {
+        (0..3 * MIB as usize + 1234)
+            .map(|i| (i % 251) as u8)
+            .collect()
+    }
 
-    /// One concurrent round against a real kubeftp-server: every session
-    /// moves the whole file both ways through the round's barriers, the
-    /// uploads arrive whole (checked and removed by the round), and every
-    /// figure is measured. CPU figures need a cgroup (root).
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_concurrent_round_measures_both_directions() {
-        let _alone = ONE_SERVER_AT_A_TIME.lock().await;
+    /// A kubeftp-server of this build on a free port, serving `contents`
+    /// as `name` (and an empty `list` directory) from a fresh work
+    /// directory, which lives as long as the returned guard.
+    async fn start_kubeftp(name: &str, contents: &[u8]) -> (tempfile::TempDir, Server) {
         let work = tempfile::tempdir().unwrap();
         fs::create_dir_all(work.path().join("data/list")).unwrap();
-        let contents: Vec<u8> = (0..3 * MIB as usize + 1234)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        fs::write(work.path().join("data/10m.bin"), &contents).unwrap();
+        fs::write(work.path().join("data").join(name), contents).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -1443,6 +1439,23 @@ mod tests {
         )
         .await
         .unwrap();
+        (work, server)
+    }
+
+    /// Taken by each test that starts a kubeftp-server: the servers of one
+    /// test process share a cgroup name, and their passive ranges may be
+    /// the same.
+    static ONE_SERVER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// One concurrent round against a real kubeftp-server: every session
+    /// moves the whole file both ways through the round's barriers, the
+    /// uploads arrive whole (checked and removed by the round), and every
+    /// figure is measured. CPU figures need a cgroup (root).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_concurrent_round_measures_both_directions() {
+        let _alone = ONE_SERVER_AT_A_TIME.lock().await;
+        let contents = test_file();
+        let (_work, server) = start_kubeftp("10m.bin", &contents).await;
 
         let contents = Arc::new(contents);
         let round =
@@ -1476,26 +1489,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_single_stream_moves_the_whole_file_both_ways() {
         let _alone = ONE_SERVER_AT_A_TIME.lock().await;
-        let work = tempfile::tempdir().unwrap();
-        fs::create_dir_all(work.path().join("data/list")).unwrap();
-        let size = 3 * MIB + 1234;
-        let contents: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        fs::write(work.path().join("data/big.bin"), &contents).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = servers::kubeftp(
-            &server_bin(),
-            work.path(),
-            port,
-            free_passive_range(),
-            &servers::password(),
-            None,
-        )
-        .await
-        .unwrap();
+        let contents = test_file();
+        let size = contents.len() as u64;
+        let (_work, server) = start_kubeftp("big.bin", &contents).await;
         let mut ftp = Ftp::login(server.addr, localhost(), server.user, &server.pass)
             .await
             .unwrap();
