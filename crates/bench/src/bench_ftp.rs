@@ -1143,14 +1143,7 @@ fn sendfile_loopback(placement: Option<Placement>, file: &Path) -> Result<f64> {
         })
     });
     let (mut connection, _) = listener.accept()?;
-    let mut buf = vec![0u8; CLIENT_BUF];
-    let mut received = 0u64;
-    loop {
-        match std::io::Read::read(&mut connection, &mut buf)? {
-            0 => break,
-            n => received += n as u64,
-        }
-    }
+    let received = ftp::drain_blocking(&mut connection, &mut vec![0u8; CLIENT_BUF])?;
     let secs = started.elapsed().as_secs_f64();
     let sent = sender
         .join()

@@ -214,7 +214,7 @@ fn into_blocking(data: TcpStream) -> std::io::Result<std::net::TcpStream> {
 const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// [`drain`] with blocking reads.
-fn drain_blocking(data: &mut std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<u64> {
+pub fn drain_blocking(data: &mut std::net::TcpStream, buf: &mut [u8]) -> std::io::Result<u64> {
     let mut total = 0u64;
     loop {
         let n = data.read(buf)?;
