@@ -120,7 +120,7 @@ pub async fn send_file(
 
 /// One sendfile(2) call of at most [`SENDFILE_CHUNK`] bytes from the
 /// file's current position; 0 at its end.
-fn sendfile(to: &impl AsRawFd, file: &std::fs::File) -> io::Result<u64> {
+fn sendfile(to: &TcpStream, file: &std::fs::File) -> io::Result<u64> {
     // SAFETY: both fds stay open across the call; a null offset uses and
     // advances the file position.
     let n = unsafe {
