@@ -146,7 +146,7 @@ impl Ftp {
     /// On a current-thread runtime (`block_in_place`).
     pub async fn retr_blocking(&mut self, path: &str, buf: &mut [u8]) -> Result<u64> {
         let data = self.begin_retr(path).await?;
-        let mut data = into_blocking(data)?;
+        let mut data = into_blocking(data, STALLED)?;
         let n = tokio::task::block_in_place(|| drain_blocking(&mut data, buf))?;
         drop(data); // close at EOF before reading the 226, as real clients do
         self.end_transfer().await?;
@@ -161,7 +161,7 @@ impl Ftp {
     pub async fn stor_blocking(&mut self, path: &str, contents: &[u8], chunk: usize) -> Result<()> {
         let data = self.open_data().await?;
         self.send_stor(path).await?;
-        let mut data = into_blocking(data)?;
+        let mut data = into_blocking(data, STALLED)?;
         tokio::task::block_in_place(|| -> std::io::Result<()> {
             for piece in contents.chunks(chunk) {
                 data.write_all(piece)?;
@@ -200,13 +200,16 @@ pub async fn drain(data: &mut TcpStream, buf: &mut [u8]) -> Result<u64> {
 }
 
 /// A data connection taken off the runtime, for blocking reads and writes.
-/// A server that stops moving data fails them after [`STALLED`], as no
+/// A server that stops moving data fails them after `stalled`, as no
 /// timeout around the future could cancel a blocking call.
-fn into_blocking(data: TcpStream) -> std::io::Result<std::net::TcpStream> {
+fn into_blocking(
+    data: TcpStream,
+    stalled: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
     let data = data.into_std()?;
     data.set_nonblocking(false)?;
-    data.set_read_timeout(Some(STALLED))?;
-    data.set_write_timeout(Some(STALLED))?;
+    data.set_read_timeout(Some(stalled))?;
+    data.set_write_timeout(Some(stalled))?;
     Ok(data)
 }
 
@@ -250,6 +253,33 @@ fn parse_pasv(text: &str) -> Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A blocking read from a server that sends nothing fails once the
+    /// connection has been stalled for the given time, and does not hang.
+    #[tokio::test]
+    async fn a_blocking_read_gives_up_on_a_stalled_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_silent, _) = listener.accept().await.unwrap();
+        let mut client = into_blocking(client, std::time::Duration::from_millis(100)).unwrap();
+        // On a thread of its own, so that a read that never returns fails
+        // the test rather than hanging it.
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(drain_blocking(&mut client, &mut [0u8; 1024])));
+        let err = outcome
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the read still waits after 10 s")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parses_pasv_replies() {
